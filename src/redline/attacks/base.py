@@ -16,7 +16,7 @@ import asyncio
 import hashlib
 import inspect
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol, runtime_checkable
@@ -90,15 +90,6 @@ def build_attack(name: str, options: dict[str, Any] | None = None) -> Attack:
 
 
 # --- helpers shared by attacks ---------------------------------------------------------------
-
-
-def add_usage(outputs: Iterable[ModelOutput]) -> Usage:
-    """Token counts summed over every target call an attack made."""
-    total = Usage()
-    for out in outputs:
-        total.input_tokens += out.usage.input_tokens
-        total.output_tokens += out.usage.output_tokens
-    return total
 
 
 def last_user_index(messages: Sequence[ChatMessage]) -> int | None:

@@ -23,7 +23,6 @@ from typing import Any, Literal
 
 from redline.attacks.base import (
     AttackResult,
-    add_usage,
     attacks,
     helper_config,
     last_user_index,
@@ -33,7 +32,13 @@ from redline.attacks.base import (
 )
 from redline.models.registry import resolve_target
 from redline.models.target import Target
-from redline.records.chat import ChatMessage, GenerateConfig, ModelOutput, ToolDefinition
+from redline.records.chat import (
+    ChatMessage,
+    GenerateConfig,
+    ModelOutput,
+    ToolDefinition,
+    Usage,
+)
 from redline.scoring.pattern import render_reply
 
 Stage = Literal["opening", "build", "final"]
@@ -265,10 +270,7 @@ class Escalation:
                 text, strategy = await self._soften(original, backed_off, aim, conversation,
                                                     config, turn)
                 backed_off += 1
-            reply = output.message.model_copy(
-                update={"metadata": {**output.message.metadata, "turn": turn}}
-            )
-            conversation += [user, reply]
+            conversation += [user, output.with_message_metadata({"turn": turn}).message]
         notes: dict[str, Any] = {
             "attack": self.name,
             "goal": aim,
@@ -280,5 +282,5 @@ class Escalation:
             "final_refused": steps[-1].refused,
             "steps": [asdict(s) for s in steps],
         }
-        return AttackResult(messages=sent, output=outputs[-1], usage=add_usage(outputs),
-                            notes=notes)
+        return AttackResult(messages=sent, output=outputs[-1],
+                            usage=sum((o.usage for o in outputs), Usage()), notes=notes)

@@ -36,7 +36,6 @@ from typing import Any, Literal, Protocol
 
 from redline.attacks.base import (
     AttackResult,
-    add_usage,
     attacks,
     helper_config,
     last_user_index,
@@ -47,7 +46,13 @@ from redline.attacks.base import (
 )
 from redline.models.registry import resolve_target
 from redline.models.target import Target
-from redline.records.chat import ChatMessage, GenerateConfig, ModelOutput, ToolDefinition
+from redline.records.chat import (
+    ChatMessage,
+    GenerateConfig,
+    ModelOutput,
+    ToolDefinition,
+    Usage,
+)
 from redline.scoring.pattern import render_reply
 
 DEFAULT_ATTACKER = "local:smollm2"
@@ -500,7 +505,7 @@ class TreeSearch:
         }
         return AttackResult(
             messages=sent, output=best.output,
-            usage=add_usage(n.output for n in sent_nodes if n.output is not None),
+            usage=sum((n.output.usage for n in sent_nodes if n.output is not None), Usage()),
             notes=notes,
         )
 
