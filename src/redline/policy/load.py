@@ -105,7 +105,8 @@ def _parent_path(ref: str, src: _Source) -> Path:
 
 def _merge(parent: Policy, child: Policy) -> Policy:
     """Child red lines and profiles replace the parent's of the same id, in the parent's place;
-    new ones follow. Usability and context protocols are unions."""
+    new ones follow. Usability and context protocols are unions; guard settings are the
+    child's if it declares them, else the parent's."""
     own = {rl.id: rl for rl in child.red_lines}
     red_lines = [own.get(rl.id, rl) for rl in parent.red_lines]
     red_lines += [rl for rl in child.red_lines if rl.id not in {p.id for p in parent.red_lines}]
@@ -114,9 +115,10 @@ def _merge(parent: Policy, child: Policy) -> Policy:
     profiles += [p for p in child.profiles if p.id not in {q.id for q in parent.profiles}]
     usability = list(dict.fromkeys(parent.usability_protocols + child.usability_protocols))
     context = list(dict.fromkeys(parent.context_protocols + child.context_protocols))
+    guard = child.guard if "guard" in child.model_fields_set else parent.guard
     return child.model_copy(
         update={"red_lines": red_lines, "profiles": profiles, "usability_protocols": usability,
-                "context_protocols": context}
+                "context_protocols": context, "guard": guard}
     )
 
 

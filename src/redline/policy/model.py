@@ -191,6 +191,90 @@ class Profile(BaseModel):
     mandatory: list[Name] = Field(min_length=1)
 
 
+class LedgerSettings(BaseModel):
+    """How risk accumulates per session and principal, and how it moves thresholds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Time for accumulated risk to halve when nothing risky happens.
+    half_life_s: float = Field(default=900.0, gt=0)
+    #: Largest fraction by which accumulated risk can lower a tripwire's threshold.
+    max_tighten: float = Field(default=0.5, ge=0, lt=1)
+    #: Session risk at which the ledger itself trips, whatever the latest item scored.
+    trip_risk: float = Field(default=2.0, gt=0)
+    #: What a ledger trip does.
+    action: Action = "block"
+    #: Share of the principal's (cross-session) risk added to a session's own.
+    principal_weight: float = Field(default=0.5, ge=0, le=1)
+
+
+class ContextProfile(BaseModel):
+    """A deployment context that shifts every threshold (positive: stricter)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: Name
+    threshold_shift: float = Field(default=0.0, ge=-0.5, le=0.5)
+    description: str = ""
+
+
+class ReviewSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    #: A held item not decided within this time expires (and stays blocked).
+    ttl_s: float = Field(default=3600.0, gt=0)
+    #: How long a client waits for a decision by default before it gets "pending".
+    wait_s: float = Field(default=0.0, ge=0)
+
+
+class StreamSettings(BaseModel):
+    """Hold-back for streamed replies: nothing is released before a window covering it
+    has passed the output checks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Tokens (stream chunks) held back and checked together.
+    window_tokens: int = Field(default=16, ge=1, le=4096)
+    #: Most a held token waits for its window to fill before it is checked and released.
+    max_delay_ms: int = Field(default=250, ge=0, le=60000)
+
+
+class AgentRules(BaseModel):
+    """Rules for agents' tool calls beyond the tripwires: replication and egress."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Tool-name globs that copy the agent or start an instance; such a call must name an
+    #: instance registered under the calling agent (argument ``instance_id``).
+    replication_tools: list[str] = Field(default_factory=list)
+    #: Hosts (globs, e.g. ``*.example.org``) tool calls may reach; URLs and ``host``
+    #: arguments to other hosts are blocked. Empty: egress is not restricted.
+    egress_allow: list[str] = Field(default_factory=list)
+
+
+class GuardSettings(BaseModel):
+    """Runtime settings shared by every tripwire of the policy."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ledger: LedgerSettings = Field(default_factory=LedgerSettings)
+    contexts: list[ContextProfile] = Field(default_factory=list)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
+    streaming: StreamSettings = Field(default_factory=StreamSettings)
+    agents: AgentRules = Field(default_factory=AgentRules)
+
+    def context(self, context_id: str | None) -> ContextProfile:
+        if context_id is None:
+            return ContextProfile(id="default")
+        for c in self.contexts:
+            if c.id == context_id:
+                return c
+        known = [c.id for c in self.contexts]
+        raise NotFoundError(
+            f"no guard context {context_id!r}{did_you_mean(context_id, known)}"
+        )
+
+
 class Policy(BaseModel):
     """A set of red lines, loaded from YAML with ``extends`` already resolved."""
 
@@ -211,6 +295,8 @@ class Policy(BaseModel):
     profiles: list[Profile] = Field(default_factory=list)
     #: Requirements on model files (signatures) checked before a local model is loaded.
     weights: WeightsRequirement | None = None
+    #: Runtime guard settings: ledger, contexts, review, streaming, agent rules.
+    guard: GuardSettings = Field(default_factory=GuardSettings)
 
     def digest(self) -> str:
         """sha256 of the canonical JSON: run logs and attestations name the exact policy."""
