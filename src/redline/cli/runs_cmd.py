@@ -12,6 +12,7 @@ from rich.table import Table
 from redline.assess.breakdown import breakdown
 from redline.assess.tiers import protocol_figures
 from redline.cli.render import print_protocol_figures, print_summary
+from redline.cli.runs_query_cmd import query_command
 from redline.engine.runlog import find_run, list_runs, read_runlog
 
 
@@ -77,3 +78,6 @@ def show_command(run: str, out_dir: Path | None, as_json: bool) -> None:
     console = Console()
     print_summary(console, log, groups=("red_line", "suite", "category", "attack"))
     print_protocol_figures(console, log.header.run_id, figures)
+
+
+runs.add_command(query_command)

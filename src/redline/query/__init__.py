@@ -1,0 +1,1 @@
+"""SQL over run logs with DuckDB."""
