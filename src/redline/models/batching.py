@@ -17,6 +17,13 @@ processor that draws from the row's own ``torch.Generator``, so greedy and sampl
 with any temperature and top_p share a batch without affecting each other; ``generate``
 itself runs greedy and picks the drawn token.
 
+A request may carry a ``TokenTripwire``: a linear probe read at one decoder layer. Forward
+hooks on the layers such rows need (registered only while such a batch runs, so the path
+without a probe is untouched) keep each step's last-position hidden state; after the step,
+the row's probe scores it, and at or above its threshold the row stops without the token
+that state produced, with ``finish_reason`` "content_filter" and a ``Trip`` that names the
+probe, layer, score and token index. Other rows of the batch go on.
+
 Determinism: a greedy request gives the same tokens every time for the same prompt; a
 sampled request with a ``seed`` gives the same tokens every time, whatever else shares its
 batch (a sampled request without a seed draws a fresh one). Both hold up to float rounding:
@@ -33,11 +40,12 @@ import queue
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
 import torch
+from torch import nn
 from transformers import (
     LogitsProcessor,
     LogitsProcessorList,
@@ -51,15 +59,44 @@ from redline.records.chat import GenerateConfig
 T = TypeVar("T")
 
 
+FinishReason = Literal["stop", "length", "content_filter"]
+
+
+@dataclass(frozen=True, eq=False)
+class TokenTripwire:
+    """A linear probe on the output of decoder layer ``layer`` (1…N), scored at every
+    decoding step: P = sigmoid(h·weights + bias), tripping at ``threshold``."""
+
+    name: str
+    layer: int
+    #: (hidden size,) float32.
+    weights: torch.Tensor
+    bias: float
+    threshold: float
+
+
+@dataclass(frozen=True)
+class Trip:
+    """Why a row was stopped by its tripwire."""
+
+    probe: str
+    layer: int
+    score: float
+    threshold: float
+    #: Reply tokens kept: the token produced from the tripping state is withheld.
+    token_index: int
+
+
 @dataclass(frozen=True)
 class Completion:
     """One request's reply, cut at its own limits."""
 
     text: str
-    finish_reason: Literal["stop", "length"]
+    finish_reason: FinishReason
     input_tokens: int
     #: Tokens the model generated for this request, the terminating EOS included.
     output_tokens: int
+    trip: Trip | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +120,7 @@ class _Request:
     future: asyncio.Future[Completion]
     #: Called on the request's event loop with each new piece of text.
     on_delta: Callable[[str], None] | None
+    tripwire: TokenTripwire | None = None
     enqueued: float = field(default_factory=time.monotonic)
     #: Set from the event loop when the caller stops waiting; the row then stops decoding.
     abandoned: bool = False
@@ -172,27 +210,83 @@ class _Row:
             except RuntimeError:
                 self.request.abandoned = True
 
-    def finish(self, reason: Literal["stop", "length"], text: str) -> None:
+    def finish(self, reason: FinishReason, text: str, trip: Trip | None = None) -> None:
         self.done = True
         self._stream(text, len(text))
-        completion = Completion(text, reason, len(self.prompt_ids), self.steps)
+        completion = Completion(text, reason, len(self.prompt_ids), self.steps, trip)
         _deliver(self.request.loop, self.request.future, completion)
+
+    def trip(self, tripwire: TokenTripwire, score: float) -> None:
+        """Stop here: the token just produced is withheld, the reply is what came before."""
+        trip = Trip(tripwire.name, tripwire.layer, score, tripwire.threshold, len(self.ids))
+        self.finish("content_filter", self.batcher.decode(self.ids), trip)
+
+
+class _LayerTaps:
+    """Forward hooks keeping the last-position output of chosen decoder layers (1…N)."""
+
+    def __init__(self, model: Any, layers: Sequence[int], *, whole: bool = False) -> None:
+        self.outputs: dict[int, torch.Tensor] = {}
+        decoder_layers: nn.ModuleList = model.model.layers
+        self._handles = [
+            decoder_layers[layer - 1].register_forward_hook(self._keeper(layer, whole))
+            for layer in sorted(set(layers))
+        ]
+
+    def _keeper(self, layer: int, whole: bool) -> Callable[..., None]:
+        def keep(module: nn.Module, args: Any, output: Any) -> None:
+            hidden = output[0] if isinstance(output, tuple) else output
+            self.outputs[layer] = hidden if whole else hidden[:, -1, :]
+
+        return keep
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+@contextlib.contextmanager
+def layer_taps(model: Any, layers: Sequence[int], *, whole: bool = False) -> Iterator[_LayerTaps]:
+    """Hooks on ``layers`` for the duration of the block (``whole``: every position)."""
+    taps = _LayerTaps(model, layers, whole=whole)
+    try:
+        yield taps
+    finally:
+        taps.close()
+
+
+def _probe_scores(tripwire: TokenTripwire, taps: _LayerTaps) -> list[float]:
+    """The tripwire's probability for every row of the batch at this step."""
+    hidden = taps.outputs[tripwire.layer]
+    scores: list[float] = torch.sigmoid(hidden @ tripwire.weights + tripwire.bias).tolist()
+    return scores
 
 
 class _TrackRows(StoppingCriteria):
     """Per-row bookkeeping after each decoding step; rows report themselves finished."""
 
-    def __init__(self, rows: list[_Row]) -> None:
+    def __init__(self, rows: list[_Row], taps: _LayerTaps | None = None) -> None:
         self.rows = rows
+        self.taps = taps
 
     def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
         last = input_ids[:, -1].tolist()
-        for row, token in zip(self.rows, last, strict=True):
-            if not row.done:
-                if row.request.abandoned:
-                    row.done = True
-                else:
-                    row.step(token)
+        probed: dict[int, list[float]] = {}
+        if self.taps is not None:
+            for row in self.rows:
+                tripwire = row.request.tripwire
+                if tripwire is not None and not row.done and id(tripwire) not in probed:
+                    probed[id(tripwire)] = _probe_scores(tripwire, self.taps)
+        for i, (row, token) in enumerate(zip(self.rows, last, strict=True)):
+            if row.done:
+                continue
+            tripwire = row.request.tripwire
+            if row.request.abandoned:
+                row.done = True
+            elif tripwire is not None and probed[id(tripwire)][i] >= tripwire.threshold:
+                row.trip(tripwire, probed[id(tripwire)][i])
+            else:
+                row.step(token)
         return torch.tensor([row.done for row in self.rows], dtype=torch.bool)
 
 
@@ -268,6 +362,7 @@ class Batcher:
         pad = model.generation_config.pad_token_id
         self.pad_id: int = pad if pad is not None else min(self.eos_ids)
         self.context_length: int = model.config.max_position_embeddings
+        self.num_layers: int = model.config.num_hidden_layers
         self._sizes: list[int] = []
         self._queue: queue.SimpleQueue[_Request | _Call[Any]] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._work, name=f"redline-{name}", daemon=True)
@@ -287,20 +382,45 @@ class Batcher:
         prompt: str,
         config: GenerateConfig,
         on_delta: Callable[[str], None] | None = None,
+        tripwire: TokenTripwire | None = None,
     ) -> Completion:
         """Generate a reply to an already rendered prompt.
 
         ``on_delta`` is called on the caller's event loop with each piece of new text, for
         streaming. Cancelling the call stops the request's row at its next decoding step.
+        ``tripwire`` stops the row when its probe trips (see the module docstring).
         """
+        if tripwire is not None and not 1 <= tripwire.layer <= self.num_layers:
+            raise ValueError(
+                f"{self.name}: tripwire {tripwire.name!r} reads layer {tripwire.layer}; "
+                f"the model's decoder layers are 1…{self.num_layers}"
+            )
         loop = asyncio.get_running_loop()
-        request = _Request(prompt, config, loop, loop.create_future(), on_delta)
+        request = _Request(prompt, config, loop, loop.create_future(), on_delta, tripwire)
         self._queue.put(request)
         try:
             return await request.future
         except asyncio.CancelledError:
             request.abandoned = True
             raise
+
+    def span_states(self, prompt: str, reply: str, layers: Sequence[int]) -> torch.Tensor:
+        """(layers, 1 + reply tokens, hidden): the outputs of decoder ``layers`` at the
+        prompt's last token and at each reply token, the states a ``TokenTripwire`` reads
+        while the model writes ``reply``. Blocking: run it through ``call``."""
+        for layer in layers:
+            if not 1 <= layer <= self.num_layers:
+                raise ValueError(
+                    f"{self.name}: layer {layer} out of range: decoder layers are "
+                    f"1…{self.num_layers}"
+                )
+        prompt_ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        reply_ids = self.tokenizer(reply, add_special_tokens=False)["input_ids"] if reply else []
+        ids = (prompt_ids + reply_ids)[: self.context_length]
+        start = min(len(prompt_ids), len(ids)) - 1
+        with torch.inference_mode(), layer_taps(self.model, layers, whole=True) as taps:
+            self.model(input_ids=torch.tensor([ids], dtype=torch.long))
+            return torch.stack([taps.outputs[layer][0, start:] for layer in layers])
 
     async def call(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the model thread (between batches) and return its result."""
@@ -377,8 +497,12 @@ class Batcher:
             input_ids[i, width - n :] = torch.tensor(row.prompt_ids, dtype=torch.long)
             attention_mask[i, width - n :] = 1
         sampled = any(r.generator is not None for r in rows)
+        probe_layers = [r.request.tripwire.layer for r in rows if r.request.tripwire is not None]
         self._sizes.append(len(rows))
-        with torch.inference_mode():
+        with contextlib.ExitStack() as stack, torch.inference_mode():
+            taps = None
+            if probe_layers:
+                taps = stack.enter_context(layer_taps(self.model, probe_layers))
             self.model.generate(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
@@ -387,7 +511,7 @@ class Batcher:
                 pad_token_id=self.pad_id,
                 eos_token_id=sorted(self.eos_ids),
                 logits_processor=LogitsProcessorList([_SampleRows(rows)] if sampled else []),
-                stopping_criteria=StoppingCriteriaList([_TrackRows(rows)]),
+                stopping_criteria=StoppingCriteriaList([_TrackRows(rows, taps)]),
             )
         for row in rows:
             if not row.done:  # generate hit its own length limit before the row's step did

@@ -35,6 +35,7 @@ who can write the user's home, and its completeness marker is no integrity check
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import threading
@@ -63,7 +64,10 @@ from redline.records.chat import (
 from redline.records.runlog import TargetInfo
 
 if TYPE_CHECKING:
-    from redline.models.batching import Batcher, BatchStats, Completion
+    import numpy as np
+    import numpy.typing as npt
+
+    from redline.models.batching import Batcher, BatchStats, Completion, TokenTripwire
     from redline.vet.signing import SignatureReport, SignatureRequirement
 
 #: Batching defaults: a window short against one decoding step (~60 ms); a batch large
@@ -257,8 +261,11 @@ class LocalTarget:
         batch_window_s: float = DEFAULT_WINDOW_S,
         torch_threads: int | None = None,
         require_signature: SignatureRequirement | None = None,
+        tripwire: TokenTripwire | None = None,
     ) -> None:
-        """``require_signature``: refuse to load weights that do not verify against it."""
+        """``require_signature``: refuse to load weights that do not verify against it;
+        ``tripwire``: a probe that stops a reply when it trips (``finish_reason``
+        "content_filter", details in the message's ``metadata["tripwire"]``)."""
         spec = KNOWN_MODELS.get(model)
         if spec is None:
             raise TargetConfigError(
@@ -274,6 +281,7 @@ class LocalTarget:
         self._threads = torch_threads
         self._closed = False
         self._require_signature = require_signature
+        self.tripwire = tripwire
         self._signature: SignatureReport | None = None
         self._refusal: VerificationError | None = None
         self._loading = asyncio.Lock()
@@ -379,8 +387,13 @@ class LocalTarget:
         self, completion: Completion, tools: Sequence[ToolDefinition], latency_s: float
     ) -> ModelOutput:
         content, calls = parse_tool_calls(completion.text) if tools else (completion.text, [])
+        metadata: dict[str, Any] = {}
+        if completion.trip is not None:
+            metadata["tripwire"] = dataclasses.asdict(completion.trip)
         return ModelOutput(
-            message=ChatMessage(role="assistant", content=content, tool_calls=calls),
+            message=ChatMessage(
+                role="assistant", content=content, tool_calls=calls, metadata=metadata
+            ),
             finish_reason="tool_calls" if calls else completion.finish_reason,
             usage=Usage(
                 input_tokens=completion.input_tokens, output_tokens=completion.output_tokens
@@ -398,7 +411,7 @@ class LocalTarget:
         runtime = await self._runtime()
         prompt = self._render(runtime, messages, tools)
         started = time.perf_counter()
-        completion = await runtime.batcher.generate(prompt, config)
+        completion = await runtime.batcher.generate(prompt, config, tripwire=self.tripwire)
         return self._output(completion, tools, time.perf_counter() - started)
 
     async def stream(
@@ -413,7 +426,9 @@ class LocalTarget:
         started = time.perf_counter()
         deltas: asyncio.Queue[str | None] = asyncio.Queue()
         task = asyncio.ensure_future(
-            runtime.batcher.generate(prompt, config, on_delta=deltas.put_nowait)
+            runtime.batcher.generate(
+                prompt, config, on_delta=deltas.put_nowait, tripwire=self.tripwire
+            )
         )
         # Deltas and the result come through the loop in order, so None follows every delta.
         task.add_done_callback(lambda _: deltas.put_nowait(None))
@@ -452,6 +467,18 @@ class LocalTarget:
             return [out.hidden_states[i][0].tolist() for i in wanted]
 
         return await batcher.call(forward)
+
+    async def span_states(
+        self, messages: Sequence[ChatMessage], reply: str, layers: Sequence[int]
+    ) -> npt.NDArray[np.float32]:
+        """(layers, 1 + reply tokens, hidden) float32: the outputs of decoder ``layers``
+        (1…N) at the prompt's last token and at each token of ``reply``, i.e. what a
+        ``TokenTripwire`` reads, step by step, while the model writes ``reply``."""
+        runtime = await self._runtime()
+        prompt = self._render(runtime, messages)
+        batcher = runtime.batcher
+        states = await batcher.call(lambda: batcher.span_states(prompt, reply, layers))
+        return states.numpy()
 
     async def aclose(self) -> None:
         """Stop serving requests from this target. The model stays loaded for the process
