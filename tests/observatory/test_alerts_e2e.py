@@ -1,0 +1,148 @@
+"""End to end: guard summaries pushed with the push client trip the spike rule; the
+webhook receiver on loopback gets a correctly signed call and the SSE feed carries it."""
+
+from __future__ import annotations
+
+import json
+import queue
+import socket
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from redline.observatory.webhooks import SIGNATURE_HEADER, verify_signature
+from tests.observatory.conftest import Member, Observatory
+from tests.observatory.guardfeed import push, summaries_from_decisions
+
+SECRET = "webhook-secret-0123456789"
+FLAG = ("rl4-cyberattacks", "CAT.CYBER", "input", "flag")
+START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@dataclass
+class Receiver:
+    """A loopback webhook receiver; answers 500 to the first ``fail_first`` calls."""
+
+    fail_first: int = 0
+    calls: list[tuple[dict[str, str], bytes, int]] = field(default_factory=list)
+
+    def __enter__(self) -> Receiver:
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                status = 500 if len(outer.calls) < outer.fail_first else 204
+                outer.calls.append((dict(self.headers), body, status))
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class SseReader:
+    """Reads the live feed over a plain socket in a thread; alerts land in a queue. (A raw
+    socket, so closing it ends the read at once, as a browser closing a tab would.)"""
+
+    def __init__(self, obs: Observatory, who: Member) -> None:
+        self.alerts: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.connected = threading.Event()
+        host, port = obs.url.removeprefix("http://").split(":")
+        self.sock = socket.create_connection((host, int(port)), timeout=60)
+        self.sock.sendall(f"GET /api/alerts/stream HTTP/1.1\r\nHost: {host}\r\n"
+                          f"Authorization: Bearer {who.token}\r\n"
+                          "Accept: text/event-stream\r\n\r\n".encode())
+        self.head: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        assert self.connected.wait(30), self.head
+
+    def _read(self) -> None:
+        event = ""
+        try:
+            for raw in self.sock.makefile("rb"):
+                line = raw.decode("utf-8").rstrip("\r\n")
+                if len(self.head) < 10:
+                    self.head.append(line)
+                if line.startswith(": connected"):
+                    self.connected.set()
+                elif line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: ") and event == "alert":
+                    self.alerts.put(json.loads(line[6:]))
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+
+def _baseline_then_spike() -> list[list[tuple[str, str, str, str] | None]]:
+    quiet = [FLAG] * 2 + [None] * 98  # 2% tripwire rate
+    spike = [FLAG] * 30 + [None] * 70  # 30%
+    return [quiet, quiet, quiet, quiet, spike]
+
+
+def test_spike_reaches_the_webhook_signed_and_the_live_feed(obs: Observatory) -> None:
+    lab = obs.member("lab-a", "reviewer")
+    other = obs.member("lab-b")
+    with Receiver() as hook:
+        assert obs.post("/api/webhooks", lab, {"url": hook.url, "secret": SECRET}
+                        ).status_code == 201
+        listed = obs.get("/api/webhooks", lab).json()
+        assert listed and "secret" not in json.dumps(listed) and SECRET not in json.dumps(listed)
+        feed, other_feed = SseReader(obs, lab), SseReader(obs, other)
+        try:
+            summaries = summaries_from_decisions("guard-1", START, timedelta(minutes=5),
+                                                 _baseline_then_spike())
+            quiet = push(obs.url, lab.token, summaries[:4])
+            assert quiet.sent == 4 and quiet.alerts == 0
+            result = push(obs.url, lab.token, summaries[4:])
+            assert result.sent == 1 and result.alerts == 1
+            alert = feed.alerts.get(timeout=30)
+            obs.drain()
+        finally:
+            feed.close()
+            other_feed.close()
+    assert alert["rule"] == "tripwire_spike" and alert["red_line"] == "rl4-cyberattacks"
+    assert alert["details"]["rate"] == 0.3 and abs(alert["details"]["baseline"] - 0.02) < 1e-9
+    assert other_feed.alerts.empty()  # lab-b may not see lab-a's alert
+    assert len(hook.calls) == 1
+    headers, body, _ = hook.calls[0]
+    assert verify_signature(SECRET, body, headers[SIGNATURE_HEADER])
+    assert not verify_signature("wrong-secret-0123456789", body, headers[SIGNATURE_HEADER])
+    assert not verify_signature(SECRET, body + b" ", headers[SIGNATURE_HEADER])
+    sent = json.loads(body)
+    assert sent["event"] == "alert" and sent["alert"]["id"] == alert["id"]
+    assert [a["id"] for a in obs.get("/api/alerts", lab).json()] == [alert["id"]]
+    assert obs.get("/api/alerts", other).json() == []
+    # the same windows pushed again raise nothing new
+    assert push(obs.url, lab.token, summaries).alerts == 0
+
+
+def test_webhook_retried_with_backoff_until_accepted(obs: Observatory) -> None:
+    lab = obs.member("lab-a", "reviewer")
+    block = ("rl4-cyberattacks", "CAT.CYBER", "output", "block")
+    with Receiver(fail_first=2) as hook:
+        obs.post("/api/webhooks", lab, {"url": hook.url, "secret": SECRET})
+        result = push(obs.url, lab.token, summaries_from_decisions(
+            "guard-2", START, timedelta(minutes=5), [[block, None, None]]))
+        assert result.alerts == 1
+        obs.drain()
+    assert [status for _, _, status in hook.calls] == [500, 500, 204]
+    bodies = {body for _, body, _ in hook.calls}
+    assert len(bodies) == 1  # the same alert each time
+    assert all(verify_signature(SECRET, body, h[SIGNATURE_HEADER]) for h, body, _ in hook.calls)
+    assert json.loads(hook.calls[0][1])["alert"]["rule"] == "red_line_crossed"
