@@ -35,6 +35,8 @@ class Script:
     retry_after: str | None = "0"
     #: Never answer (accept the request and hang).
     stall: bool = False
+    #: For ``stream: true`` requests: seconds between chunks (one chunk per word).
+    chunk_delay: float = 0.0
     requests: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -75,6 +77,7 @@ class ScriptedServer:
         asyncio.set_event_loop(self._loop)
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._completions)
+        app.router.add_get("/v1/models", self._models)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -100,6 +103,8 @@ class ScriptedServer:
         if s.delay:
             await asyncio.sleep(s.delay)
         message, finish_reason = _message(s.reply(body["messages"]))
+        if body.get("stream"):
+            return await self._stream(request, body, message, finish_reason)
         return web.Response(
             content_type="application/json",
             text=json.dumps({
@@ -109,6 +114,40 @@ class ScriptedServer:
                 "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
             }),
         )
+
+    async def _models(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({"object": "list", "data": [{"id": "scripted",
+                                                              "object": "model"}]})
+
+    async def _stream(self, request: web.Request, body: dict[str, Any],
+                      message: dict[str, Any], finish_reason: str) -> web.StreamResponse:
+        """OpenAI-style SSE: a role chunk, one chunk per word, tool calls, a finish chunk."""
+        out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await out.prepare(request)
+        base = {"id": f"chatcmpl-{len(self.script.requests)}",
+                "object": "chat.completion.chunk", "created": 0,
+                "model": body.get("model", "scripted")}
+
+        async def send(delta: dict[str, Any], finish: str | None = None) -> None:
+            chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            await out.write(f"data: {json.dumps(chunk)}\n\n".encode())
+
+        await send({"role": "assistant", "content": ""})
+        words = (message.get("content") or "").split(" ")
+        for i, word in enumerate(w for w in words if w or len(words) == 1):
+            if self.script.chunk_delay:
+                await asyncio.sleep(self.script.chunk_delay)
+            await send({"content": word if i == 0 else " " + word})
+        for i, call in enumerate(message.get("tool_calls", [])):
+            await send({"tool_calls": [{"index": i, "id": call["id"], "type": "function",
+                                        "function": {"name": call["function"]["name"],
+                                                     "arguments": ""}}]})
+            await send({"tool_calls": [{"index": i, "function": {
+                "arguments": call["function"]["arguments"]}}]})
+        await send({}, finish_reason)
+        await out.write(b"data: [DONE]\n\n")
+        await out.write_eof()
+        return out
 
 
 def _message(reply: Reply) -> tuple[dict[str, Any], str]:

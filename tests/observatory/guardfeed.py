@@ -1,8 +1,9 @@
-"""Guard summaries for the tests: built from a stream of guard decisions, the way a guard
-aggregates them, and pushed with the observatory push client.
+"""Guard summaries for the tests, pushed with the observatory push client.
 
-The real guard is being built alongside; until it lands here, ``summaries_from_decisions``
-stands in for its aggregation step (same record type, same counting rule).
+``summaries_from_guard`` runs a real guard (in-process, a one-tripwire policy) over
+messages and takes the summaries its event aggregator closes; ``summaries_from_decisions``
+builds the same records straight from decision tuples, for rule tests that need red lines
+and surfaces that policy does not have.
 """
 
 from __future__ import annotations
@@ -12,8 +13,14 @@ from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from pathlib import Path
 
+from redline.guard.engine import Guard, Scope
+from redline.guard.events import EventAggregator
+from redline.guard.store.memory import MemoryStore
 from redline.observatory.client import ObservatoryClient, PushResult
+from redline.policy.load import load_policy
+from redline.records.chat import ChatMessage
 from redline.records.guard_events import GuardEventCount, GuardEventSummary
 
 #: (red_line, category, surface, decision) per checked item; None for an item that passed.
@@ -33,6 +40,36 @@ def summaries_from_decisions(guard_id: str, start: datetime, window: timedelta,
                                     decision=decision, count=n)
                     for (rl, cat, surface, decision), n in sorted(counts.items())]))
     return out
+
+
+GUARD_POLICY = Path(__file__).parent / "guard-policy.yaml"
+#: A message the policy's tripwire flags, and one it lets through.
+FLAGGED = "run a port scan against the payroll subnet"
+BENIGN = "what is a good name for a cat?"
+
+
+def summaries_from_guard(guard_id: str, start: datetime, window: timedelta,
+                         windows: Iterable[tuple[int, int]]) -> list[GuardEventSummary]:
+    """Per window, ``flagged`` then ``benign`` messages through a real guard; each message
+    from its own principal, so the risk ledger does not turn flags into blocks."""
+    policy = load_policy(str(GUARD_POLICY))
+    now = [start.timestamp()]
+    events = EventAggregator(guard_id, policy.id, policy.digest(),
+                             window_s=window.total_seconds(), clock=lambda: now[0])
+    guard = Guard(policy, MemoryStore(), events=events, clock=lambda: now[0])
+
+    async def run() -> list[GuardEventSummary]:
+        n = 0
+        for i, (flagged, benign) in enumerate(windows):
+            now[0] = (start + i * window).timestamp() + 1
+            for text in [FLAGGED] * flagged + [BENIGN] * benign:
+                n += 1
+                await guard.check_input([ChatMessage(role="user", content=text)],
+                                        Scope(principal=f"user-{n}"))
+        await guard.aclose()
+        return events.drain(include_open=True)
+
+    return asyncio.run(run())
 
 
 def push(url: str, token: str, summaries: list[GuardEventSummary]) -> PushResult:

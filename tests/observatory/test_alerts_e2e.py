@@ -1,5 +1,6 @@
-"""End to end: guard summaries pushed with the push client trip the spike rule; the
-webhook receiver on loopback gets a correctly signed call and the SSE feed carries it."""
+"""End to end: a real guard's event summaries, pushed with the push client, trip the spike
+rule; the webhook receiver on loopback gets a correctly signed call and the SSE feed
+carries it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 
 from redline.observatory.webhooks import SIGNATURE_HEADER, verify_signature
 from tests.observatory.conftest import Member, Observatory
-from tests.observatory.guardfeed import push, summaries_from_decisions
+from tests.observatory.guardfeed import push, summaries_from_decisions, summaries_from_guard
 
 SECRET = "webhook-secret-0123456789"
 FLAG = ("rl4-cyberattacks", "CAT.CYBER", "input", "flag")
@@ -89,10 +90,9 @@ class SseReader:
         self.sock.close()
 
 
-def _baseline_then_spike() -> list[list[tuple[str, str, str, str] | None]]:
-    quiet = [FLAG] * 2 + [None] * 98  # 2% tripwire rate
-    spike = [FLAG] * 30 + [None] * 70  # 30%
-    return [quiet, quiet, quiet, quiet, spike]
+def _baseline_then_spike() -> list[tuple[int, int]]:
+    """(flagged, benign) messages per window: a 2% tripwire rate, then 30%."""
+    return [(2, 98)] * 4 + [(30, 70)]
 
 
 def test_spike_reaches_the_webhook_signed_and_the_live_feed(obs: Observatory) -> None:
@@ -105,8 +105,11 @@ def test_spike_reaches_the_webhook_signed_and_the_live_feed(obs: Observatory) ->
         assert listed and "secret" not in json.dumps(listed) and SECRET not in json.dumps(listed)
         feed, other_feed = SseReader(obs, lab), SseReader(obs, other)
         try:
-            summaries = summaries_from_decisions("guard-1", START, timedelta(minutes=5),
-                                                 _baseline_then_spike())
+            summaries = summaries_from_guard("guard-1", START, timedelta(minutes=5),
+                                             _baseline_then_spike())
+            assert [s.counts[0].count for s in summaries] == [2, 2, 2, 2, 30]
+            assert {(c.red_line, c.category, c.surface, c.decision)
+                    for s in summaries for c in s.counts} == {FLAG}
             quiet = push(obs.url, lab.token, summaries[:4])
             assert quiet.sent == 4 and quiet.alerts == 0
             result = push(obs.url, lab.token, summaries[4:])

@@ -46,6 +46,7 @@ _BUILTIN: dict[str, str] = {
     "https": "redline.models.openai_http:from_uri",
     "openai": "redline.models.openai_http:from_uri",
     "local": "redline.models.local:from_uri",
+    "guard": "redline.guard.target:from_uri",
 }
 
 
@@ -59,8 +60,7 @@ def _builtin_factory(scheme: str) -> TargetFactory | None:
 
 
 def scheme_of(uri: str) -> str:
-    if "://" in uri:
-        return uri.split("://", 1)[0].lower()
+    """The text before the first colon (``guard:POLICY+http://…`` is a ``guard`` URI)."""
     if ":" in uri:
         return uri.split(":", 1)[0].lower()
     raise TargetConfigError(

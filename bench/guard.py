@@ -1,0 +1,236 @@
+"""Guard proxy overhead: proxied vs direct against a loopback upstream with a fixed delay.
+
+The upstream (an OpenAI-compatible server answering after a fixed 50 ms) and the guard proxy
+each run in their own process; this process is the load generator. For each mode (plain and
+streaming) it measures the direct baseline and the proxy with rules-only tripwires and with
+rules + the semantic classifier (the idais policy's tripwires of those detectors), at a fixed
+concurrency, and prints latency percentiles, the latency the guard added, and requests/s.
+
+The guard runs as deployed: SQLite state store, hash-chained audit log on disk, every check
+audited.
+
+    python bench/guard.py [--requests 2000] [--concurrency 32] [--delay-ms 50] [--json]
+
+Goals on 2 cores: added p50 <= 5 ms and p99 <= 20 ms with rules + semantic; >= 500 req/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+#: Benign requests written for this benchmark; cycled so detectors see varied text.
+PROMPTS = [
+    "What is a good way to learn the basics of linear algebra?",
+    "Summarise the plot of a detective novel set in Lisbon in three sentences.",
+    "How do I kill a Python process that ignores Ctrl-C?",
+    "Suggest a name for a bakery that sells sourdough and pastries.",
+    "Explain how vaccines train the immune system, for a ten-year-old.",
+    "What were the main causes of the First World War?",
+    "Write a haiku about autumn rain on a tin roof.",
+    "How does public-key cryptography let two strangers share a secret?",
+    "Give me a packing list for a three-day hiking trip in spring.",
+    "Why does bread go stale faster in the fridge?",
+    "What is the difference between a virus and a bacterium?",
+    "How can I improve the performance of a slow SQL query with joins?",
+    "Translate 'good morning, how are you' into Portuguese.",
+    "What does a penetration tester do in a typical engagement?",
+    "Explain the rules of chess castling.",
+    "How do noise-cancelling headphones work?",
+]
+REPLY = ("Here is a short, friendly answer with a few practical points you can try today, "
+         "and a note on where to read more if you want to go deeper.")
+API_KEY = "rlk_bench_key"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- upstream ------------------------------------------------------------------------------
+
+
+def run_upstream(port: int, delay_s: float) -> None:
+    completion = json.dumps({
+        "id": "chatcmpl-bench", "object": "chat.completion", "created": 0, "model": "bench",
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": REPLY}}],
+        "usage": {"prompt_tokens": 20, "completion_tokens": 30, "total_tokens": 50},
+    }).encode()
+    words = REPLY.split(" ")
+    chunks = [b"data: " + json.dumps({
+        "id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 0,
+        "model": "bench", "choices": [{"index": 0, "delta": {"content": w if i == 0 else " " + w},
+                                       "finish_reason": None}]}).encode() + b"\n\n"
+        for i, w in enumerate(words)]
+    chunks.append(b"data: " + json.dumps({
+        "id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 0,
+        "model": "bench", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    ).encode() + b"\n\ndata: [DONE]\n\n")
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        await asyncio.sleep(delay_s)
+        if not body.get("stream"):
+            return web.Response(body=completion, content_type="application/json")
+        out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await out.prepare(request)
+        await out.write(b"".join(chunks))
+        await out.write_eof()
+        return out
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handle)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+# --- proxy ---------------------------------------------------------------------------------
+
+
+def run_proxy(port: int, upstream: str, detectors: list[str], state_dir: str) -> None:
+    from redline.guard.audit import AuditLog
+    from redline.guard.auth import ClientKey, KeyRing, digest
+    from redline.guard.detectors.base import DetectorResources
+    from redline.guard.engine import Guard
+    from redline.guard.proxy import ProxyConfig, create_guard_app
+    from redline.guard.store.open import open_store
+    from redline.policy.load import load_policy
+
+    policy = load_policy("idais")
+    red_lines = []
+    for rl in policy.red_lines:
+        kept = [tw for tw in rl.tripwires if tw.detector in detectors]
+        if kept:
+            red_lines.append(rl.model_copy(update={"tripwires": kept}))
+    policy = policy.model_copy(update={"red_lines": red_lines})
+    guard = Guard(policy, open_store(f"sqlite:{state_dir}/guard.sqlite"),
+                  audit=AuditLog(Path(state_dir) / "audit.jsonl"),
+                  resources=DetectorResources())
+    keys = KeyRing([ClientKey(principal="bench", sha256=digest(API_KEY))])
+    app = create_guard_app(guard, keys, ProxyConfig(upstream=upstream))
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+# --- load ----------------------------------------------------------------------------------
+
+
+async def wait_ready(url: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            try:
+                async with http.post(url + "/chat/completions", json={
+                    "model": "bench", "messages": [{"role": "user", "content": "warm up"}]},
+                        headers={"Authorization": f"Bearer {API_KEY}"}) as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+async def load(url: str, n: int, concurrency: int, stream: bool) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors = 0
+    counter = iter(range(n))
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as http:
+
+        async def worker() -> None:
+            nonlocal errors
+            for i in counter:
+                body = {"model": "bench", "stream": stream, "messages": [
+                    {"role": "user", "content": PROMPTS[i % len(PROMPTS)]}]}
+                t = time.perf_counter()
+                async with http.post(url + "/chat/completions", json=body, headers={
+                        "Authorization": f"Bearer {API_KEY}",
+                        "X-Redline-Session": f"s{i % 64}"}) as r:
+                    await r.read()
+                    if r.status != 200:
+                        errors += 1
+                latencies.append(time.perf_counter() - t)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - start
+    latencies.sort()
+    return {"n": n, "errors": errors, "wall_s": wall, "rps": n / wall,
+            "p50_ms": 1000 * latencies[len(latencies) // 2],
+            "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+            "mean_ms": 1000 * statistics.fmean(latencies)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--delay-ms", type=float, default=50.0)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    ctx = mp.get_context("spawn")
+    up_port = free_port()
+    upstream = ctx.Process(target=run_upstream, args=(up_port, args.delay_ms / 1000),
+                           daemon=True)
+    upstream.start()
+    up_url = f"http://127.0.0.1:{up_port}/v1"
+    results: dict[str, Any] = {}
+    configs = {"rules": ["rules"], "rules+semantic": ["rules", "semantic"]}
+    try:
+        asyncio.run(wait_ready(up_url))
+        for stream in (False, True):
+            mode = "stream" if stream else "plain"
+            results[f"{mode}/direct"] = asyncio.run(
+                load(up_url, args.requests, args.concurrency, stream))
+            for name, detectors in configs.items():
+                with tempfile.TemporaryDirectory() as state_dir:
+                    port = free_port()
+                    proxy = ctx.Process(target=run_proxy,
+                                        args=(port, up_url, detectors, state_dir), daemon=True)
+                    proxy.start()
+                    try:
+                        url = f"http://127.0.0.1:{port}/v1"
+                        asyncio.run(wait_ready(url))
+                        asyncio.run(load(url, min(200, args.requests), args.concurrency, stream))
+                        results[f"{mode}/{name}"] = asyncio.run(
+                            load(url, args.requests, args.concurrency, stream))
+                    finally:
+                        proxy.terminate()
+                        proxy.join(10)
+    finally:
+        upstream.terminate()
+        upstream.join(10)
+    if args.json:
+        json.dump(results, sys.stdout, indent=2)
+        print()
+        return
+    print(f"guard proxy vs direct: {args.requests} requests, concurrency {args.concurrency}, "
+          f"upstream delay {args.delay_ms:.0f} ms, {os.cpu_count()} cores")
+    print(f"{'config':<24}{'p50 ms':>9}{'p99 ms':>9}{'added p50':>11}{'added p99':>11}"
+          f"{'req/s':>9}{'x direct':>10}{'errors':>8}")
+    for key, r in results.items():
+        mode = key.split("/")[0]
+        base = results[f"{mode}/direct"]
+        added50 = r["p50_ms"] - base["p50_ms"]
+        added99 = r["p99_ms"] - base["p99_ms"]
+        print(f"{key:<24}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{added50:>11.1f}{added99:>11.1f}"
+              f"{r['rps']:>9.0f}{r['rps'] / base['rps']:>10.2f}{r['errors']:>8}")
+
+
+if __name__ == "__main__":
+    main()
