@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from redline.compare.cusum import detect_changes, read_event_summaries
+from redline.compare.cusum import detect_changes
 from redline.errors import InputError
-from redline.records.guard_events import GuardEventCount, GuardEventSummary
+from redline.records.guard_events import GuardEventCount, GuardEventSummary, read_event_summaries
 
 CHECKS = 500
 START = datetime(2026, 11, 1, tzinfo=UTC)

@@ -13,11 +13,12 @@ from rich.console import Console
 from rich.table import Table
 
 from redline.compare.changes import DEFAULT_ALPHA, Comparison, compare_groups
-from redline.compare.cusum import CusumSeries, detect_changes, read_event_summaries
+from redline.compare.cusum import CusumSeries, detect_changes
 from redline.compare.drift import drift_campaign, run_label
 from redline.compare.significance import CorrectionName, TestName
 from redline.engine.runlog import find_run, read_runlog
 from redline.errors import InputError
+from redline.records.guard_events import read_event_summaries
 
 _test = click.option("--test", "test", type=click.Choice(get_args(TestName)),
                      default="fisher", show_default=True, help="Significance test.")

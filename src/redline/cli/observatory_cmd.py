@@ -119,10 +119,11 @@ def push(url: str, token: str, attestations: tuple[Path, ...], visibility: str,
     if not attestations and events_file is None:
         raise InputError("nothing to push: give --attestation and/or --events")
     from redline.observatory.client import ObservatoryClient
-    from redline.observatory.pushfiles import read_envelope, read_summaries
+    from redline.observatory.pushfiles import read_envelope
+    from redline.records.guard_events import read_event_summaries
 
     envelopes = [(p, read_envelope(p)) for p in attestations]
-    summaries = read_summaries(events_file) if events_file else []
+    summaries = read_event_summaries(events_file) if events_file else []
 
     async def run() -> None:
         async with ObservatoryClient(url, token, attempts=attempts) as client:

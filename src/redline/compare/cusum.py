@@ -12,12 +12,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
-from redline.errors import InputError
 from redline.records.guard_events import GuardEventSummary
 
 #: Windows used to estimate the baseline rate.
@@ -28,8 +26,6 @@ SHIFT_RATIO = 2.0
 THRESHOLD = 5.0
 #: Decision that is not a trip.
 ALLOW = "allow"
-#: An events file larger than this is refused.
-MAX_EVENTS_BYTES = 256 * 1024 * 1024
 #: Keeps rates away from 0 and 1, where the log-likelihood ratio is undefined.
 _RATE_FLOOR = 1e-6
 
@@ -125,26 +121,4 @@ def detect_changes(
                                direction=d, rate=series[i][0] / max(1, series[i][1]),
                                statistic=stat) for i, d, stat in alarms],
         ))
-    return out
-
-
-def read_event_summaries(path: Path) -> list[GuardEventSummary]:
-    """Guard event summaries from a JSON Lines file; a bad line is named."""
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", file=path) from None
-    if size > MAX_EVENTS_BYTES:
-        raise InputError(f"file is {size} bytes; the limit is {MAX_EVENTS_BYTES}", file=path)
-    out = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            out.append(GuardEventSummary.model_validate_json(line))
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            field = ".".join(str(p) for p in err["loc"]) or None
-            raise InputError(f"invalid guard event summary: {err['msg']}", file=path,
-                             line=lineno, field=field) from None
     return out

@@ -14,7 +14,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from redline.guard.decision import Decision
-from redline.records.guard_events import GuardEventCount, GuardEventSummary
+from redline.records.guard_events import (
+    GuardEventCount,
+    GuardEventSummary,
+    append_event_summaries,
+)
 
 #: Default window of one summary.
 WINDOW_S = 60.0
@@ -80,22 +84,12 @@ class EventAggregator:
         return out
 
 
-def append_summaries(path: Path, summaries: list[GuardEventSummary]) -> None:
-    """Append summaries as JSON Lines (what ``redline observatory push --events`` and
-    ``redline drift --events`` read); one write per batch, so lines are never torn."""
-    if not summaries:
-        return
-    data = "".join(s.model_dump_json(by_alias=True) + "\n" for s in summaries)
-    with path.open("a", encoding="utf-8") as f:
-        f.write(data)
-
-
 async def write_periodically(events: EventAggregator, path: Path,
                              every_s: float | None = None) -> None:
     """Append closed windows to ``path`` as they close, until cancelled; then the open one."""
     try:
         while True:
             await asyncio.sleep(every_s or min(events.window_s, 10.0))
-            append_summaries(path, events.drain())
+            append_event_summaries(path, events.drain())
     finally:
-        append_summaries(path, events.drain(include_open=True))
+        append_event_summaries(path, events.drain(include_open=True))

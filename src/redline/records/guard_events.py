@@ -8,10 +8,15 @@ a summary unless the organisation opts in (``excerpts``).
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from redline.errors import InputError
 
 EVENT_SUMMARY_SCHEMA = "redline.guard-events/v1"
+#: Largest summaries file read at once.
+MAX_EVENTS_BYTES = 256 * 1024 * 1024
 
 
 class GuardEventCount(BaseModel):
@@ -50,3 +55,35 @@ class GuardEventSummary(BaseModel):
     checks: int = Field(ge=0)
     counts: list[GuardEventCount] = Field(default_factory=list)
     excerpts: list[GuardExcerpt] = Field(default_factory=list)
+
+
+def read_event_summaries(path: Path) -> list[GuardEventSummary]:
+    """Guard event summaries from a JSON Lines file; a bad line is named."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", file=path) from None
+    if size > MAX_EVENTS_BYTES:
+        raise InputError(f"file is {size} bytes; the limit is {MAX_EVENTS_BYTES}", file=path)
+    out = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            out.append(GuardEventSummary.model_validate_json(line))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err["loc"]) or None
+            raise InputError(f"invalid guard event summary: {err['msg']}", file=path,
+                             line=lineno, field=field) from None
+    return out
+
+
+def append_event_summaries(path: Path, summaries: list[GuardEventSummary]) -> None:
+    """Append summaries as JSON Lines (what ``redline observatory push --events`` and
+    ``redline drift --events`` read); one write per batch, so lines are never torn."""
+    if not summaries:
+        return
+    data = "".join(s.model_dump_json(by_alias=True) + "\n" for s in summaries)
+    with path.open("a", encoding="utf-8") as f:
+        f.write(data)
