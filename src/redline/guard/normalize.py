@@ -39,9 +39,10 @@ MAX_LEET_WORD = 24
 MIN_ROT13_WORDS = 2
 #: Texts (normalisation results) remembered per process: rules and semantic detectors
 #: inspect the same item, so the second asks for variants the first already computed.
-CACHE_SIZE = 512
-#: Only texts up to this length are remembered, so the cache's memory stays bounded.
-CACHE_MAX_CHARS = 8192
+CACHE_SIZE = 128
+#: Only texts up to this length are remembered, so the cache's memory stays bounded (offset
+#: maps cost ~36 bytes a character per variant: at most ~75 MB for hostile non-ASCII texts).
+CACHE_MAX_CHARS = 4096
 
 #: Look-alike letters NFKC leaves alone: Cyrillic, Greek, Latin small capitals and others.
 CONFUSABLES: dict[str, str] = {
