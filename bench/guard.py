@@ -176,11 +176,18 @@ async def load(url: str, n: int, concurrency: int, stream: bool) -> dict[str, An
             "mean_ms": 1000 * statistics.fmean(latencies)}
 
 
+def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-figure median over rounds (figures of one round stay comparable only in ratio)."""
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--delay-ms", type=float, default=50.0)
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="Alternating rounds per configuration; medians are printed.")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     ctx = mp.get_context("spawn")
@@ -189,47 +196,52 @@ def main() -> None:
                            daemon=True)
     upstream.start()
     up_url = f"http://127.0.0.1:{up_port}/v1"
-    results: dict[str, Any] = {}
     configs = {"rules": ["rules"], "rules+semantic": ["rules", "semantic"]}
+    runs: dict[str, list[dict[str, Any]]] = {}
+    proxies = []
     try:
-        asyncio.run(wait_ready(up_url))
-        for stream in (False, True):
-            mode = "stream" if stream else "plain"
-            results[f"{mode}/direct"] = asyncio.run(
-                load(up_url, args.requests, args.concurrency, stream))
+        with tempfile.TemporaryDirectory() as state:
+            urls = {"direct": up_url}
             for name, detectors in configs.items():
-                with tempfile.TemporaryDirectory() as state_dir:
-                    port = free_port()
-                    proxy = ctx.Process(target=run_proxy,
-                                        args=(port, up_url, detectors, state_dir), daemon=True)
-                    proxy.start()
-                    try:
-                        url = f"http://127.0.0.1:{port}/v1"
-                        asyncio.run(wait_ready(url))
-                        asyncio.run(load(url, min(200, args.requests), args.concurrency, stream))
-                        results[f"{mode}/{name}"] = asyncio.run(
-                            load(url, args.requests, args.concurrency, stream))
-                    finally:
-                        proxy.terminate()
-                        proxy.join(10)
+                port = free_port()
+                folder = Path(state) / name
+                folder.mkdir()
+                proxy = ctx.Process(target=run_proxy,
+                                    args=(port, up_url, detectors, str(folder)), daemon=True)
+                proxy.start()
+                proxies.append(proxy)
+                urls[name] = f"http://127.0.0.1:{port}/v1"
+            for url in urls.values():
+                asyncio.run(wait_ready(url))
+                asyncio.run(load(url, min(200, args.requests), args.concurrency, False))
+            for _ in range(args.rounds):
+                for stream in (False, True):
+                    mode = "stream" if stream else "plain"
+                    for name, url in urls.items():
+                        runs.setdefault(f"{mode}/{name}", []).append(asyncio.run(
+                            load(url, args.requests, args.concurrency, stream)))
     finally:
-        upstream.terminate()
-        upstream.join(10)
+        for process in [*proxies, upstream]:
+            process.terminate()
+            process.join(10)
+    results = {key: _median(rs) for key, rs in runs.items()}
     if args.json:
         json.dump(results, sys.stdout, indent=2)
         print()
         return
-    print(f"guard proxy vs direct: {args.requests} requests, concurrency {args.concurrency}, "
-          f"upstream delay {args.delay_ms:.0f} ms, {os.cpu_count()} cores")
+    print(f"guard proxy vs direct: {args.requests} requests x {args.rounds} rounds (medians), "
+          f"concurrency {args.concurrency}, upstream delay {args.delay_ms:.0f} ms, "
+          f"{os.cpu_count()} cores")
     print(f"{'config':<24}{'p50 ms':>9}{'p99 ms':>9}{'added p50':>11}{'added p99':>11}"
           f"{'req/s':>9}{'x direct':>10}{'errors':>8}")
-    for key, r in results.items():
+    for key, r in sorted(results.items(), key=lambda kv: (kv[0].split("/")[0] != "plain",
+                                                           kv[0].split("/")[1] != "direct")):
         mode = key.split("/")[0]
         base = results[f"{mode}/direct"]
         added50 = r["p50_ms"] - base["p50_ms"]
         added99 = r["p99_ms"] - base["p99_ms"]
         print(f"{key:<24}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{added50:>11.1f}{added99:>11.1f}"
-              f"{r['rps']:>9.0f}{r['rps'] / base['rps']:>10.2f}{r['errors']:>8}")
+              f"{r['rps']:>9.0f}{r['rps'] / base['rps']:>10.2f}{r['errors']:>8.0f}")
 
 
 if __name__ == "__main__":

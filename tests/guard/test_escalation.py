@@ -46,6 +46,7 @@ async def test_each_escalation_turn_passes_alone(tmp_path: Path) -> None:
             (tmp_path / str(i)).mkdir()
             async with running_proxy(tmp_path / str(i), up.url, policy="idais") as proxy:
                 status, body, headers = await proxy.chat([{"role": "user", "content": turn}])
+                assert status == 200
                 assert headers["X-Redline-Decision"] == "allow", turn
                 assert body["choices"][0]["message"]["content"] == REPLY
 

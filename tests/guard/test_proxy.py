@@ -88,7 +88,8 @@ async def test_output_redaction_and_blocking(tmp_path: Path) -> None:
 async def test_streamed_violation_is_cut_before_it_reaches_the_client(tmp_path: Path) -> None:
     reply = ("Sure here is some chemistry background for you and then the synthesis "
              "of sarin starts with a precursor that you")
-    with ScriptedServer(Script(reply=lambda m: reply)) as up:
+    # Word by word, as a model streams: benign windows are released as they clear.
+    with ScriptedServer(Script(reply=lambda m: reply, chunk_delay=0.01)) as up:
         async with running_proxy(tmp_path, up.url) as proxy:
             chunks = await proxy.stream(USER)
     received = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks[:-1])

@@ -311,9 +311,9 @@ class Guard:
                 armed.tripwire.threshold, session, principal, now, self.settings.ledger, context
             )
             tripped = finding.score >= threshold
-            checks.append({"tripwire": armed.tripwire.id, "detector": finding.detector,
-                           "score": round(finding.score, 4), "threshold": round(threshold, 4),
-                           "tripped": tripped})
+            # The detector is the tripwire's, named in the policy the start record pins.
+            checks.append({"tripwire": armed.tripwire.id, "score": round(finding.score, 4),
+                           "threshold": round(threshold, 4), "tripped": tripped})
             if top is None or finding.score > top[0]:
                 top = (finding.score, armed.tripwire.threshold, armed)
             if tripped:

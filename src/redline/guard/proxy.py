@@ -16,13 +16,12 @@ HTTP statuses: 400 unreadable request, 401 missing/wrong/revoked key, 403 role m
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import re
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +34,7 @@ from redline.guard.decision import Decision, most_severe, redact
 from redline.guard.engine import Guard, Scope
 from redline.guard.metrics import Metrics
 from redline.guard.revocation import RevokedError, UnknownCredentialError
-from redline.guard.streaming import DONE, HoldBack, Reply, next_line, parse_event, pump
+from redline.guard.streaming import DONE, HoldBack, LineSplitter, Reply, parse_event
 from redline.policy.model import Action
 
 logger = logging.getLogger(__name__)
@@ -50,6 +49,8 @@ REVIEW_WAIT_HEADER = "X-Redline-Review-Wait"
 SESSION_HEADER = "X-Redline-Session"
 DECISION_HEADER = "X-Redline-Decision"
 AGENT_CREDENTIAL_PREFIX = "rla_"
+#: How often an idle stream wakes to notice that its agent was revoked.
+IDLE_POLL_S = 0.25
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -413,40 +414,10 @@ async def _stream(request: web.Request, state: ProxyState, body: dict[str, Any],
     out = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                       "Cache-Control": "no-cache"})
     await out.prepare(request)
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-    reader = asyncio.create_task(pump(_lines(resp.content), queue))
     try:
-        while True:
-            if cancelled.is_set():
-                revoked = Decision(action="revoke_agent", notes={"reason": "agent revoked"})
-                await out.write(stop(revoked))
-                break
-            line = await next_line(queue, hold.deadline())
-            if isinstance(line, TimeoutError):
-                outcome = await hold.flush(final=False)
-            elif line is None:
-                outcome = await hold.flush(final=True)
-                await out.write(outcome.data)
-                if outcome.stopped is None:
-                    _count(state, "output", Decision(action="allow"))
-                break
-            else:
-                event = parse_event(line, hold.reply)
-                if event is None:
-                    continue
-                if event.done:
-                    hold.add(event)
-                    continue
-                if not hold.add(event):
-                    continue
-                outcome = await hold.flush(final=False)
-            await out.write(outcome.data)
-            if outcome.stopped is not None:
-                break
+        if await _relay(hold, resp.content, out, cancelled, stop) is None:
+            _count(state, "output", Decision(action="allow"))
     finally:
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
         resp.release()
         if scope.agent is not None:
             state.streams[scope.agent].discard(cancelled)
@@ -455,9 +426,54 @@ async def _stream(request: web.Request, state: ProxyState, body: dict[str, Any],
     return out
 
 
-async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
-    async for line in content:
-        yield line
+async def _relay(hold: HoldBack, upstream: aiohttp.StreamReader, out: web.StreamResponse,
+                 cancelled: asyncio.Event, stop: Callable[[Decision], bytes]
+                 ) -> Decision | None:
+    """Read upstream chunks, hold them back, and write what each checked window releases.
+
+    One read per chunk (not per line) and a timeout only as long as the pending window may
+    wait, so the hold-back adds little CPU per token; an idle wait still wakes every
+    ``IDLE_POLL_S`` to notice a revocation. Returns the decision that stopped the stream,
+    if one did.
+    """
+    loop = asyncio.get_running_loop()
+    lines = LineSplitter()
+    while True:
+        if cancelled.is_set():
+            revoked = Decision(action="revoke_agent", notes={"reason": "agent revoked"})
+            await out.write(stop(revoked))
+            return revoked
+        deadline = hold.deadline()
+        wait = (deadline - time.monotonic()) if deadline is not None else IDLE_POLL_S
+        chunk: bytes | None = None
+        if wait > 0:
+            try:
+                async with asyncio.timeout_at(loop.time() + wait):
+                    chunk = await upstream.readany()
+            except TimeoutError:
+                chunk = None
+        if chunk is None:
+            if deadline is None or time.monotonic() < deadline:
+                continue
+            outcome = await hold.flush(final=False)
+        else:
+            ended = not chunk
+            full = False
+            for line in (lines.tail() if ended else lines.feed(chunk)):
+                event = parse_event(line, hold.reply)
+                if event is not None:
+                    full = hold.add(event) or full
+                    # After [DONE] only the final check is left: skip the window's.
+                    ended = ended or event.done
+            if not ended and not full:
+                continue
+            outcome = await hold.flush(final=ended)
+            if ended:
+                await out.write(outcome.data)
+                return outcome.stopped
+        await out.write(outcome.data)
+        if outcome.stopped is not None:
+            return outcome.stopped
 
 
 def _count(state: ProxyState, surface: str, decision: Decision) -> None:

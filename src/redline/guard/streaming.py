@@ -10,10 +10,9 @@ whole. The added delay per token is therefore bounded by ``max_delay_ms`` plus o
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,6 +129,7 @@ class HoldBack:
         self._pending: list[StreamEvent] = []
         self._held_tools: list[StreamEvent] = []
         self._oldest: float | None = None
+        self._pending_tokens = 0
         self._released_chars = 0
         self.checks = 0
 
@@ -145,9 +145,10 @@ class HoldBack:
             self._held_tools.append(event)
         else:
             self._pending.append(event)
+            self._pending_tokens += bool(event.text)
             if self._oldest is None:
                 self._oldest = time.monotonic()
-        return sum(1 for e in self._pending if e.text) >= self.settings.window_tokens
+        return self._pending_tokens >= self.settings.window_tokens
 
     async def flush(self, final: bool) -> Outcome:
         """Check the reply so far and release (or stop) the pending window."""
@@ -156,6 +157,7 @@ class HoldBack:
         if decision.stops:
             return Outcome(data=self.stop(decision), stopped=decision)
         pending, self._pending, self._oldest = self._pending, [], None
+        self._pending_tokens = 0
         if final:
             pending += self._held_tools
         start = self._released_chars
@@ -176,24 +178,18 @@ def _redact_tail(text: str, spans: list[tuple[int, int]], start: int) -> str:
     return redact(text[start:], clipped)
 
 
-async def next_line(queue: asyncio.Queue[bytes | None], deadline: float | None
-                    ) -> bytes | TimeoutError | None:
-    """The next upstream line, ``None`` at the end, or a TimeoutError at the deadline."""
-    if deadline is None:
-        return await queue.get()
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        return TimeoutError()
-    try:
-        return await asyncio.wait_for(queue.get(), remaining)
-    except TimeoutError as exc:
-        return exc
+class LineSplitter:
+    """Splits upstream bytes into lines, carrying a partial line over to the next chunk."""
 
+    def __init__(self) -> None:
+        self._rest = b""
 
-async def pump(lines: AsyncIterator[bytes], queue: asyncio.Queue[bytes | None]) -> None:
-    """Copy upstream lines into ``queue``; ``None`` marks the end (or a broken upstream)."""
-    try:
-        async for line in lines:
-            await queue.put(line)
-    finally:
-        await queue.put(None)
+    def feed(self, chunk: bytes) -> list[bytes]:
+        lines = (self._rest + chunk).split(b"\n")
+        self._rest = lines.pop()
+        return lines
+
+    def tail(self) -> list[bytes]:
+        """What is left at the end of the stream (a last line without a newline)."""
+        rest, self._rest = self._rest, b""
+        return [rest] if rest.strip() else []

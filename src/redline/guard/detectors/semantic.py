@@ -19,6 +19,7 @@ import asyncio
 import hashlib
 import json
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,8 @@ MAX_SCORED_VARIANTS = 4
 #: The de-obfuscation chain, most decoded last; only its last present form is scored.
 _CHAIN = ("folded", "spacing", "leet")
 SHARED_KEY = "semantic.scorer"
+#: Texts whose scores are remembered (per guard), so tripwires sharing an item share work.
+RECENT_TEXTS = 64
 
 
 def _cache_path(kind: str, train_path: Path, embedder_id: str) -> Path:
@@ -116,6 +119,21 @@ class SemanticScorer:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self._recent: OrderedDict[str, tuple[list[tuple[str, str]], FloatArray]] = OrderedDict()
+
+    def score_text(self, text: str) -> tuple[list[tuple[str, str]], FloatArray]:
+        """The forms of ``text`` and P(category) per form, remembered for the last few texts:
+        every semantic tripwire on a surface scores the same item, so it is embedded once."""
+        hit = self._recent.get(text)
+        if hit is not None:
+            self._recent.move_to_end(text)
+            return hit
+        forms = scored_forms(text)
+        result = (forms, self.predict([t for _, t in forms]))
+        self._recent[text] = result
+        if len(self._recent) > RECENT_TEXTS:
+            self._recent.popitem(last=False)
+        return result
 
     def predict(self, texts: Sequence[str]) -> FloatArray:
         """P(category) per text (rows) and category (columns): the maximum over the whole
@@ -196,8 +214,8 @@ class SemanticDetector:
         if not text.strip():
             return Finding(NAME, 0.0, dict.fromkeys(self.tripwire.categories, 0.0),
                            detail="empty text")
-        forms = scored_forms(text)
-        probs = self.scorer.predict([t for _, t in forms])[:, self._columns]
+        forms, all_probs = self.scorer.score_text(text)
+        probs = all_probs[:, self._columns]
         how = "static"
         band = self.scorer.band
         if band is not None and band[0] <= float(probs.max()) < band[1]:
