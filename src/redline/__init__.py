@@ -19,6 +19,7 @@ from redline._version import __version__
 if TYPE_CHECKING:
     from redline.guard.decision import Decision
     from redline.guard.engine import Guard, Scope
+    from redline.guard.output_stream import OutputStream
     from redline.models.registry import TargetOptions, resolve_target
     from redline.policy.load import load_policy
     from redline.policy.model import Policy
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "Guard": "redline.guard.engine",
     "Scope": "redline.guard.engine",
+    "OutputStream": "redline.guard.output_stream",
     "Decision": "redline.guard.decision",
     "load_policy": "redline.policy.load",
     "Policy": "redline.policy.model",
@@ -44,6 +46,7 @@ __all__ = [
     "GenerateConfig",
     "Guard",
     "ModelOutput",
+    "OutputStream",
     "Policy",
     "Scope",
     "TargetOptions",

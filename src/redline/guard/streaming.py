@@ -167,12 +167,12 @@ class HoldBack:
             texts = [i for i, e in enumerate(pending) if e.text]
             before = b"".join(e.raw for e in pending[: texts[0]] if not e.text)
             after = b"".join(e.raw for e in pending[texts[-1] + 1 :] if not e.text)
-            return Outcome(data=before + self.rewrite(_redact_tail(self.reply.text, spans, start))
+            return Outcome(data=before + self.rewrite(redact_tail(self.reply.text, spans, start))
                            + after)
         return Outcome(data=b"".join(e.raw for e in pending))
 
 
-def _redact_tail(text: str, spans: list[tuple[int, int]], start: int) -> str:
+def redact_tail(text: str, spans: list[tuple[int, int]], start: int) -> str:
     """Redacted text of ``text[start:]``: spans are clipped to the unreleased tail."""
     clipped = [(max(a, start) - start, b - start) for a, b in spans if b > start]
     return redact(text[start:], clipped)
