@@ -24,6 +24,7 @@ CLIENT_KEY = "rlk_test_client_key"
 REVIEWER_KEY = "rlk_test_reviewer_key"
 ADMIN_KEY = "rlk_test_admin_key"
 LIMITED_KEY = "rlk_test_limited_key"
+STRICT_KEY = "rlk_test_strict_key"
 
 
 def key_ring() -> KeyRing:
@@ -32,6 +33,7 @@ def key_ring() -> KeyRing:
         ClientKey(principal="rita", sha256=digest(REVIEWER_KEY), roles=["reviewer"]),
         ClientKey(principal="ops", sha256=digest(ADMIN_KEY), roles=["admin"]),
         ClientKey(principal="bob", sha256=digest(LIMITED_KEY), rate_per_s=1.0),
+        ClientKey(principal="carol", sha256=digest(STRICT_KEY), context="strict"),
     ])
 
 

@@ -85,7 +85,7 @@ class KeyRing:
         """The first key of ``principal``: its context and rate also bind its agents."""
         return next((k for k in self._by_digest.values() if k.principal == principal), None)
 
-    def keys(self) -> list[ClientKey]:
+    def entries(self) -> list[ClientKey]:
         return list(self._by_digest.values())
 
     def __len__(self) -> int:
@@ -100,7 +100,7 @@ def add_key(path: str | Path, principal: str, roles: list[Role], context: str | 
     token = new_key()
     entry = ClientKey(principal=principal, sha256=digest(token), roles=roles, context=context,
                       rate_per_s=rate_per_s)
-    keys = [*existing.keys(), entry]
+    keys = [*existing.entries(), entry]
     body = KeyFile(keys=keys).model_dump(mode="json", exclude_none=True)
     tmp = p.with_name(p.name + ".tmp")
     tmp.write_text(yaml.safe_dump(body, sort_keys=False))

@@ -28,6 +28,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from redline.errors import InputError, NotFoundError
 from redline.guard import wire
 from redline.guard.auth import ClientKey, KeyRing, Role
 from redline.guard.decision import Decision, most_severe, redact
@@ -518,6 +519,12 @@ async def metrics(request: web.Request) -> web.StreamResponse:
 def create_guard_app(guard: Guard, keys: KeyRing, config: ProxyConfig) -> web.Application:
     from redline.guard import proxy_admin
 
+    for key in keys.entries():
+        if key.context is not None:
+            try:
+                guard.settings.context(key.context)
+            except NotFoundError as exc:
+                raise InputError(f"key of {key.principal!r}: {exc}") from None
     app = web.Application(client_max_size=config.max_body_bytes,
                           middlewares=[error_middleware, auth_middleware])
     state = ProxyState(guard=guard, keys=keys, config=config)
