@@ -69,6 +69,9 @@ def _suites_for(
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True), default=600,
               show_default=True, help="Seconds per sample, attack turns included.")
 @click.option("--no-cache", is_flag=True, help="Do not read or write the response cache.")
+@click.option("--probe", "probe_path", type=click.Path(exists=True, dir_okay=False,
+                                                       path_type=Path),
+              help="Activation-probe artefact: a local target stops generations it trips.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path),
               help="Folder for run folders [default: $REDLINE_RUNS_DIR or ./runs].")
 @click.option("--run-id", help="Name of the run folder (default: timestamp + random suffix).")
@@ -94,6 +97,7 @@ def eval_command(
     temperature: float,
     timeout_s: float,
     no_cache: bool,
+    probe_path: Path | None,
     out_dir: Path | None,
     run_id: str | None,
     resume_ref: str | None,
@@ -117,6 +121,11 @@ def eval_command(
         if not target_uri:
             raise InputError("--target is required (e.g. --target local:smollm2)")
         options = TargetOptions(model=model_name, system_prompt=system_prompt)
+        if probe_path is not None:
+            if not target_uri.startswith("local:"):
+                raise InputError(f"--probe reads hidden states: {target_uri!r} is not a "
+                                 "local target", field="--probe")
+            options.extra["probe"] = str(probe_path.resolve())
         policy = load_policy(policy_ref) if policy_ref and not replay_ref else None
         if policy is not None and policy_ref is not None:
             options = _with_weights_requirement(options, policy, policy_ref, target_uri)

@@ -246,6 +246,8 @@ class _LocalExtra(BaseModel):
     torch_threads: int | None = Field(default=None, ge=1)
     #: ``{public_key: PATH, signature: PATH}``: see ``redline.vet.signing.SignatureRequirement``.
     require_signature: dict[str, Any] | None = None
+    #: An activation-probe artefact (``redline probes train``) that stops generations.
+    probe: Path | None = None
 
 
 class LocalTarget:
@@ -490,7 +492,8 @@ def from_uri(uri: str, options: TargetOptions) -> LocalTarget:
     """Build ``local:NAME``; ``options.extra`` may set ``cache_dir``, ``max_batch``,
     ``batch_window_s``, ``torch_threads`` (default: ``batching.default_threads()``) and
     ``require_signature`` (``{public_key: PATH, signature: PATH}``; the signature defaults
-    to ``model.sig`` in the converted model directory)."""
+    to ``model.sig`` in the converted model directory) and ``probe`` (an activation-probe
+    artefact whose tripwire stops generations; refused if made for other weights)."""
     name = uri.split(":", 1)[1].removeprefix("//").strip().lower()
     requirement: SignatureRequirement | None = None
     try:
@@ -504,7 +507,7 @@ def from_uri(uri: str, options: TargetOptions) -> LocalTarget:
         raise TargetConfigError(f"target {uri!r}: invalid options: {exc}") from None
     except InputError as exc:
         raise TargetConfigError(f"target {uri!r}: require_signature: {exc}") from None
-    return LocalTarget(
+    target = LocalTarget(
         name,
         system_prompt=options.system_prompt,
         cache_dir=extra.cache_dir,
@@ -513,3 +516,8 @@ def from_uri(uri: str, options: TargetOptions) -> LocalTarget:
         torch_threads=extra.torch_threads,
         require_signature=requirement,
     )
+    if extra.probe is not None:
+        from redline.probes.tripwire import load_probe
+
+        target.tripwire = load_probe(extra.probe, target).tripwire()
+    return target
