@@ -89,13 +89,13 @@ async def test_streamed_violation_is_cut_before_it_reaches_the_client(tmp_path: 
     reply = ("Sure here is some chemistry background for you and then the synthesis "
              "of sarin starts with a precursor that you")
     # Word by word, as a model streams: benign windows are released as they clear.
-    with ScriptedServer(Script(reply=lambda m: reply, chunk_delay=0.01)) as up:
+    with ScriptedServer(Script(reply=lambda m: reply, chunk_delay=0.03)) as up:
         async with running_proxy(tmp_path, up.url) as proxy:
             chunks = await proxy.stream(USER)
     received = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks[:-1])
     last = chunks[-1]
-    assert "sarin" not in received.lower()
-    assert received.startswith("Sure here is some chemistry")  # benign windows released
+    # Only checked windows were released: a prefix of the reply that stops before the span.
+    assert reply.startswith(received) and len(received) <= reply.index("sarin")
     assert last["choices"][0]["finish_reason"] == "content_filter"
     assert last["redline"]["decision"] == "block"
     assert "weapons" in last["choices"][0]["delta"]["content"]
@@ -216,13 +216,27 @@ async def test_revocation_cancels_an_open_stream(tmp_path: Path) -> None:
     with ScriptedServer(Script(reply=lambda m: reply, chunk_delay=0.01)) as up:
         async with running_proxy(tmp_path, up.url) as proxy:
             _, agent, _ = await _post(proxy, "/v1/agents", CLIENT_KEY)
-            streaming = asyncio.create_task(proxy.stream(USER, key=agent["credential"]))
-            await asyncio.sleep(0.5)
-            await _post(proxy, f"/v1/agents/{agent['id']}/revoke", ADMIN_KEY)
-            chunks = await asyncio.wait_for(streaming, 10)
+            chunks: list[dict[str, Any]] = []
+            revoking: asyncio.Task[Any] | None = None
+            async with proxy.http.post(
+                f"{proxy.url}/v1/chat/completions",
+                json={"model": "m", "messages": USER, "stream": True},
+                headers=proxy.headers(agent["credential"]),
+            ) as resp:
+                async for line in resp.content:
+                    text = line.decode().strip()
+                    if not text.startswith("data:") or text[5:].strip() == "[DONE]":
+                        continue
+                    chunks.append(json.loads(text[5:]))
+                    # Revoke once the client has seen released text: mid-stream for sure.
+                    if revoking is None and chunks[-1]["choices"][0]["delta"].get("content"):
+                        revoking = asyncio.create_task(
+                            _post(proxy, f"/v1/agents/{agent['id']}/revoke", ADMIN_KEY))
+            assert revoking is not None
+            await revoking
     received = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks[:-1])
     assert chunks[-1]["redline"]["decision"] == "revoke_agent"
-    assert "word199" not in received and "word1" in received
+    assert received.startswith("word0") and "word199" not in received
 
 
 async def test_egress_to_unlisted_host_is_blocked(tmp_path: Path) -> None:
