@@ -239,6 +239,26 @@ async def test_revocation_cancels_an_open_stream(tmp_path: Path) -> None:
     assert received.startswith("word0") and "word199" not in received
 
 
+async def test_revoke_agent_action_revokes_the_agent_and_its_copies(tmp_path: Path) -> None:
+    def upload(messages: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"content": "", "tool_calls": [{"id": "c", "name": "upload_weights",
+                                               "arguments": {"dest": "/tmp/w"}}]}
+
+    with ScriptedServer(Script(reply=upload)) as up:
+        async with running_proxy(tmp_path, up.url) as proxy:
+            _, parent, _ = await _post(proxy, "/v1/agents", CLIENT_KEY)
+            _, child, _ = await _post(proxy, "/v1/agents", parent["credential"])
+            _, body, _ = await proxy.chat(USER, key=parent["credential"])
+            assert body["redline"] == {"decision": "revoke_agent",
+                                       "red_lines": ["weights-exfiltration"]}
+            for agent in (parent, child):
+                status, body, _ = await proxy.chat(USER, key=agent["credential"])
+                assert status == 401 and body["error"]["code"] == "revoked_credential"
+            # A plain client key gets the stop too, but there is no agent to revoke.
+            _, body, _ = await proxy.chat(USER)
+            assert body["redline"]["decision"] == "revoke_agent"
+
+
 async def test_egress_to_unlisted_host_is_blocked(tmp_path: Path) -> None:
     def fetch(messages: list[dict[str, Any]]) -> dict[str, Any]:
         return {"content": "", "tool_calls": [{"id": "c", "name": "http_get", "arguments": {
