@@ -102,21 +102,29 @@ CALLER = web.RequestKey("redline_caller", object)
 class HttpError(Exception):
     """Ends a request with an OpenAI-style error response (caught by the middleware)."""
 
-    def __init__(self, status: int, message: str, code: str,
-                 type_: str = "invalid_request_error") -> None:
+    def __init__(
+        self, status: int, message: str, code: str, type_: str = "invalid_request_error"
+    ) -> None:
         super().__init__(message)
         self.status, self.message, self.code, self.type_ = status, message, code, type_
 
 
-def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None
-          ) -> web.Response:
-    return web.Response(status=status, body=json.dumps(body), content_type="application/json",
-                        headers=headers)
+def json_response(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        status=status, body=json.dumps(body), content_type="application/json", headers=headers
+    )
 
 
-def _err(status: int, message: str, code: str, type_: str = "invalid_request_error",
-         headers: dict[str, str] | None = None) -> web.Response:
-    return _json(status, wire.error_body(message, type_, code), headers)
+def error_response(
+    status: int,
+    message: str,
+    code: str,
+    type_: str = "invalid_request_error",
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    return json_response(status, wire.error_body(message, type_, code), headers)
 
 
 def caller_of(request: web.Request) -> Caller:
@@ -128,35 +136,56 @@ def caller_of(request: web.Request) -> Caller:
 def require(request: web.Request, *roles: Role) -> Caller:
     caller = caller_of(request)
     if not caller.roles & set(roles):
-        raise HttpError(403, f"this key lacks the role for this route (needs one of: "
-                        f"{', '.join(roles)})", "forbidden", "permission_error")
+        raise HttpError(
+            403,
+            f"this key lacks the role for this route (needs one of: {', '.join(roles)})",
+            "forbidden",
+            "permission_error",
+        )
     return caller
 
 
 async def _authenticate(state: ProxyState, request: web.Request) -> Caller | web.Response:
     header = request.headers.get("Authorization", "")
     if not header.startswith("Bearer ") or not header[7:].strip():
-        return _err(401, "missing API key: send Authorization: Bearer KEY", "missing_api_key",
-                    "authentication_error")
+        return error_response(
+            401,
+            "missing API key: send Authorization: Bearer KEY",
+            "missing_api_key",
+            "authentication_error",
+        )
     token = header[7:].strip()
     if token.startswith(AGENT_CREDENTIAL_PREFIX):
         try:
             record = await state.guard.agents.authenticate(token)
         except RevokedError:
-            return _err(401, "this agent credential has been revoked", "revoked_credential",
-                        "authentication_error")
+            return error_response(
+                401,
+                "this agent credential has been revoked",
+                "revoked_credential",
+                "authentication_error",
+            )
         except UnknownCredentialError:
-            return _err(401, "unknown agent credential", "invalid_api_key",
-                        "authentication_error")
+            return error_response(
+                401, "unknown agent credential", "invalid_api_key", "authentication_error"
+            )
         owner = state.keys.for_principal(record.principal)
-        return Caller(principal=record.principal, roles=frozenset({"client"}),
-                      context=owner.context if owner else None, agent=record.id,
-                      rate_per_s=owner.rate_per_s if owner else None)
+        return Caller(
+            principal=record.principal,
+            roles=frozenset({"client"}),
+            context=owner.context if owner else None,
+            agent=record.id,
+            rate_per_s=owner.rate_per_s if owner else None,
+        )
     key: ClientKey | None = state.keys.lookup(token)
     if key is None:
-        return _err(401, "invalid API key", "invalid_api_key", "authentication_error")
-    return Caller(principal=key.principal, roles=frozenset(key.roles), context=key.context,
-                  rate_per_s=key.rate_per_s)
+        return error_response(401, "invalid API key", "invalid_api_key", "authentication_error")
+    return Caller(
+        principal=key.principal,
+        roles=frozenset(key.roles),
+        context=key.context,
+        rate_per_s=key.rate_per_s,
+    )
 
 
 def _rate_limited(state: ProxyState, caller: Caller) -> float | None:
@@ -186,8 +215,13 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     wait = _rate_limited(state, result)
     if wait is not None:
         state.metrics.inc("redline_guard_requests_total", route=request.path, status="429")
-        return _err(429, f"rate limit exceeded for {result.principal}", "rate_limit_exceeded",
-                    "rate_limit_error", headers={"Retry-After": str(max(1, round(wait)))})
+        return error_response(
+            429,
+            f"rate limit exceeded for {result.principal}",
+            "rate_limit_exceeded",
+            "rate_limit_error",
+            headers={"Retry-After": str(max(1, round(wait)))},
+        )
     request[CALLER] = result
     return await handler(request)
 
@@ -198,11 +232,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[STATE].config.max_body_bytes
-        return _err(413, f"request body over the limit of {limit} bytes", "request_too_large")
+        return error_response(
+            413, f"request body over the limit of {limit} bytes", "request_too_large"
+        )
     except wire.WireError as exc:
-        return _err(400, str(exc), "invalid_request")
+        return error_response(400, str(exc), "invalid_request")
     except HttpError as exc:
-        return _err(exc.status, exc.message, exc.code, exc.type_)
+        return error_response(exc.status, exc.message, exc.code, exc.type_)
 
 
 def scope_for(request: web.Request) -> Scope:
@@ -210,8 +246,9 @@ def scope_for(request: web.Request) -> Scope:
     session = request.headers.get(SESSION_HEADER)
     if session is not None and not _SESSION_ID.match(session):
         raise wire.WireError(f"{SESSION_HEADER} must match {_SESSION_ID.pattern}")
-    return Scope(principal=caller.principal, session=session, agent=caller.agent,
-                 context=caller.context)
+    return Scope(
+        principal=caller.principal, session=session, agent=caller.agent, context=caller.context
+    )
 
 
 async def _read_json(request: web.Request) -> Any:
@@ -239,16 +276,19 @@ async def _post_upstream(state: ProxyState, body: dict[str, Any]) -> aiohttp.Cli
     assert state.session is not None
     url = state.config.upstream.rstrip("/") + "/chat/completions"
     try:
-        return await state.session.post(url, data=json.dumps(body).encode(),
-                                        headers=_upstream_headers(state))
+        return await state.session.post(
+            url, data=json.dumps(body).encode(), headers=_upstream_headers(state)
+        )
     except aiohttp.ClientConnectionError as exc:
         state.metrics.inc("redline_guard_upstream_errors_total", kind="connect")
-        raise UpstreamError(502, f"upstream {state.config.upstream} unreachable: {exc}",
-                            "upstream_unreachable") from None
+        raise UpstreamError(
+            502, f"upstream {state.config.upstream} unreachable: {exc}", "upstream_unreachable"
+        ) from None
     except TimeoutError:
         state.metrics.inc("redline_guard_upstream_errors_total", kind="timeout")
-        raise UpstreamError(504, f"upstream {state.config.upstream} timed out",
-                            "upstream_timeout") from None
+        raise UpstreamError(
+            504, f"upstream {state.config.upstream} timed out", "upstream_timeout"
+        ) from None
 
 
 def _users(messages: list[Any]) -> list[str]:
@@ -264,22 +304,29 @@ def _redact_input(body: dict[str, Any], decision: Decision) -> dict[str, Any]:
     return body
 
 
-def _stopped(decision: Decision, body: dict[str, Any], stream: bool) -> web.Response:
+def stopped_response(decision: Decision, body: dict[str, Any], stream: bool) -> web.Response:
     model = str(body.get("model", ""))
     headers: dict[str, str] = {DECISION_HEADER: decision.action}
     if stream:
         chunk = wire.stop_chunk(decision, model, "chatcmpl-guard")
-        return web.Response(body=wire.sse(chunk) + wire.sse(DONE), headers=headers,
-                            content_type="text/event-stream")
-    return _json(200, wire.stopped_completion(decision, model), headers)
+        return web.Response(
+            body=wire.sse(chunk) + wire.sse(DONE), headers=headers, content_type="text/event-stream"
+        )
+    return json_response(200, wire.stopped_completion(decision, model), headers)
 
 
 def _pending(decision: Decision) -> web.Response:
-    return _json(202, {
-        "object": "redline.review", "id": decision.review_id, "status": "pending",
-        "result_url": f"/v1/reviews/{decision.review_id}/result",
-        "redline": wire.redline_field(decision),
-    }, {DECISION_HEADER: "review"})
+    return json_response(
+        202,
+        {
+            "object": "redline.review",
+            "id": decision.review_id,
+            "status": "pending",
+            "result_url": f"/v1/reviews/{decision.review_id}/result",
+            "redline": wire.redline_field(decision),
+        },
+        {DECISION_HEADER: "review"},
+    )
 
 
 def _review_wait(request: web.Request, state: ProxyState) -> float:
@@ -301,30 +348,45 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     messages = wire.request_messages(body)
     scope = scope_for(request)
     stream = bool(body.get("stream"))
-    decision = await state.guard.check_input(messages, scope,
-                                             held={"kind": "request", "body": body})
+    decision = await state.guard.check_input(
+        messages, scope, held={"kind": "request", "body": body}
+    )
     _count(state, "input", decision)
     if decision.action == "review":
         return await _await_review(state, decision, scope, _review_wait(request, state), stream)
     if decision.stops:
         state.metrics.observe_latency(time.perf_counter() - t0)
-        return _stopped(decision, body, stream)
+        return stopped_response(decision, body, stream)
     if decision.action == "redact":
         body = _redact_input(body, decision)
     checks_s = time.perf_counter() - t0
     try:
         if stream:
             return await _stream(request, state, body, scope, messages, checks_s)
-        return await _complete(state, body, scope, _users(messages), checks_s,
-                               wait_s=_review_wait(request, state), prior=decision.action)
+        return await forward_and_check(
+            state,
+            body,
+            scope,
+            _users(messages),
+            checks_s,
+            wait_s=_review_wait(request, state),
+            prior=decision.action,
+        )
     except UpstreamError as exc:
-        return _err(exc.status, exc.message, exc.code, "upstream_error")
+        return error_response(exc.status, exc.message, exc.code, "upstream_error")
 
 
-async def _complete(state: ProxyState, body: dict[str, Any], scope: Scope,
-                    users: list[str], checks_s: float, *, wait_s: float = 0.0,
-                    waive: frozenset[str] = frozenset(), prior: Action = "allow"
-                    ) -> web.StreamResponse:
+async def forward_and_check(
+    state: ProxyState,
+    body: dict[str, Any],
+    scope: Scope,
+    users: list[str],
+    checks_s: float,
+    *,
+    wait_s: float = 0.0,
+    waive: frozenset[str] = frozenset(),
+    prior: Action = "allow",
+) -> web.StreamResponse:
     """Forward a request, check the reply, and answer with it (or what replaces it).
     ``prior`` is the input's (passing) decision, reported with the output's."""
     resp = await _post_upstream(state, body)
@@ -332,8 +394,9 @@ async def _complete(state: ProxyState, body: dict[str, Any], scope: Scope,
         raw = await resp.read()
         if resp.status != 200:
             state.metrics.inc("redline_guard_upstream_errors_total", kind=str(resp.status))
-            return web.Response(status=resp.status, body=raw,
-                                content_type=resp.content_type or "application/json")
+            return web.Response(
+                status=resp.status, body=raw, content_type=resp.content_type or "application/json"
+            )
     t1 = time.perf_counter()
     try:
         reply = json.loads(raw)
@@ -342,27 +405,33 @@ async def _complete(state: ProxyState, body: dict[str, Any], scope: Scope,
         calls = wire.completion_tool_calls(message)
     except (json.JSONDecodeError, wire.WireError) as exc:
         state.metrics.inc("redline_guard_upstream_errors_total", kind="malformed")
-        return _err(502, f"upstream reply unreadable: {exc}", "upstream_malformed",
-                    "upstream_error")
+        return error_response(
+            502, f"upstream reply unreadable: {exc}", "upstream_malformed", "upstream_error"
+        )
     decision = await state.guard.check_output(
-        text or "", scope, tool_calls=calls, context=users[-6:],
-        held={"kind": "completion", "body": reply}, waive=waive)
+        text or "",
+        scope,
+        tool_calls=calls,
+        context=users[-6:],
+        held={"kind": "completion", "body": reply},
+        waive=waive,
+    )
     _count(state, "output", decision)
     state.metrics.observe_latency(checks_s + time.perf_counter() - t1)
     if decision.action == "review":
         return await _await_review(state, decision, scope, wait_s, stream=False)
     if decision.stops:
-        return _stopped(decision, body, stream=False)
+        return stopped_response(decision, body, stream=False)
     shown = most_severe([prior, decision.action])
     if decision.action == "redact":
         message["content"] = redact(text or "", [s for t in decision.trips for s in t.spans])
-        return _json(200, reply, {DECISION_HEADER: shown})
-    return web.Response(body=raw, content_type="application/json",
-                        headers={DECISION_HEADER: shown})
+        return json_response(200, reply, {DECISION_HEADER: shown})
+    return web.Response(body=raw, content_type="application/json", headers={DECISION_HEADER: shown})
 
 
-async def _await_review(state: ProxyState, decision: Decision, scope: Scope, wait_s: float,
-                        stream: bool) -> web.StreamResponse:
+async def _await_review(
+    state: ProxyState, decision: Decision, scope: Scope, wait_s: float, stream: bool
+) -> web.StreamResponse:
     """Something held for review: wait for the decision as long as the client asked, then
     release it (or the blocked reply); still pending at the deadline → 202."""
     assert decision.review_id is not None
@@ -376,8 +445,14 @@ async def _await_review(state: ProxyState, decision: Decision, scope: Scope, wai
     return await release(state, item, scope, stream=stream)
 
 
-async def _stream(request: web.Request, state: ProxyState, body: dict[str, Any], scope: Scope,
-                  messages: list[Any], checks_s: float) -> web.StreamResponse:
+async def _stream(
+    request: web.Request,
+    state: ProxyState,
+    body: dict[str, Any],
+    scope: Scope,
+    messages: list[Any],
+    checks_s: float,
+) -> web.StreamResponse:
     settings = state.guard.settings.streaming
     users = _users(messages)
     resp = await _post_upstream(state, body)
@@ -385,8 +460,9 @@ async def _stream(request: web.Request, state: ProxyState, body: dict[str, Any],
         async with resp:
             raw = await resp.read()
         state.metrics.inc("redline_guard_upstream_errors_total", kind=str(resp.status))
-        return web.Response(status=resp.status, body=raw,
-                            content_type=resp.content_type or "application/json")
+        return web.Response(
+            status=resp.status, body=raw, content_type=resp.content_type or "application/json"
+        )
     model = str(body.get("model", ""))
     cancelled = asyncio.Event()
     if scope.agent is not None:
@@ -396,11 +472,19 @@ async def _stream(request: web.Request, state: ProxyState, body: dict[str, Any],
     async def check(reply: Reply, final: bool) -> Decision:
         nonlocal added
         t = time.perf_counter()
-        held = {"kind": "completion", "body": reply.completion()} if final else \
-            {"kind": "request", "body": {**body, "stream": False}}
+        held = (
+            {"kind": "completion", "body": reply.completion()}
+            if final
+            else {"kind": "request", "body": {**body, "stream": False}}
+        )
         decision = await state.guard.check_output(
-            reply.text, scope, tool_calls=reply.calls() if final else (),
-            context=users[-6:], held=held, final=final)
+            reply.text,
+            scope,
+            tool_calls=reply.calls() if final else (),
+            context=users[-6:],
+            held=held,
+            final=final,
+        )
         added += time.perf_counter() - t
         return decision
 
@@ -412,8 +496,9 @@ async def _stream(request: web.Request, state: ProxyState, body: dict[str, Any],
         return wire.sse(wire.stop_chunk(decision, model, hold.reply.chunk_id)) + wire.sse(DONE)
 
     hold = HoldBack(settings, check, rewrite, stop)
-    out = web.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                      "Cache-Control": "no-cache"})
+    out = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
     await out.prepare(request)
     try:
         if await _relay(hold, resp.content, out, cancelled, stop) is None:
@@ -427,9 +512,13 @@ async def _stream(request: web.Request, state: ProxyState, body: dict[str, Any],
     return out
 
 
-async def _relay(hold: HoldBack, upstream: aiohttp.StreamReader, out: web.StreamResponse,
-                 cancelled: asyncio.Event, stop: Callable[[Decision], bytes]
-                 ) -> Decision | None:
+async def _relay(
+    hold: HoldBack,
+    upstream: aiohttp.StreamReader,
+    out: web.StreamResponse,
+    cancelled: asyncio.Event,
+    stop: Callable[[Decision], bytes],
+) -> Decision | None:
     """Read upstream chunks, hold them back, and write what each checked window releases.
 
     One read per chunk (not per line) and a timeout only as long as the pending window may
@@ -460,7 +549,7 @@ async def _relay(hold: HoldBack, upstream: aiohttp.StreamReader, out: web.Stream
         else:
             ended = not chunk
             full = False
-            for line in (lines.tail() if ended else lines.feed(chunk)):
+            for line in lines.tail() if ended else lines.feed(chunk):
                 event = parse_event(line, hold.reply)
                 if event is not None:
                     full = hold.add(event) or full
@@ -488,21 +577,31 @@ async def models(request: web.Request) -> web.StreamResponse:
     require(request, "client")
     assert state.session is not None
     try:
-        async with state.session.get(state.config.upstream.rstrip("/") + "/models",
-                                     headers=_upstream_headers(state)) as resp:
+        async with state.session.get(
+            state.config.upstream.rstrip("/") + "/models", headers=_upstream_headers(state)
+        ) as resp:
             raw = await resp.read()
-            return web.Response(status=resp.status, body=raw,
-                                content_type=resp.content_type or "application/json")
+            return web.Response(
+                status=resp.status, body=raw, content_type=resp.content_type or "application/json"
+            )
     except aiohttp.ClientConnectionError as exc:
-        return _err(502, f"upstream unreachable: {exc}", "upstream_unreachable",
-                    "upstream_error")
+        return error_response(
+            502, f"upstream unreachable: {exc}", "upstream_unreachable", "upstream_error"
+        )
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
     guard = request.app[STATE].guard
-    return _json(200, {"status": "ok", "policy": guard.policy.id,
-                       "policy_digest": guard.policy.digest(),
-                       "armed": guard.status.armed, "inactive": guard.status.inactive})
+    return json_response(
+        200,
+        {
+            "status": "ok",
+            "policy": guard.policy.id,
+            "policy_digest": guard.policy.digest(),
+            "armed": guard.status.armed,
+            "inactive": guard.status.inactive,
+        },
+    )
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
@@ -511,8 +610,7 @@ async def metrics(request: web.Request) -> web.StreamResponse:
         require(request, "admin", "reviewer")
     pending = await state.guard.reviews.pending()
     state.metrics.set("redline_guard_reviews_pending", len(pending))
-    state.metrics.set("redline_guard_open_streams",
-                      sum(len(s) for s in state.streams.values()))
+    state.metrics.set("redline_guard_open_streams", sum(len(s) for s in state.streams.values()))
     return web.Response(text=state.metrics.render(), content_type="text/plain")
 
 
@@ -525,16 +623,21 @@ def create_guard_app(guard: Guard, keys: KeyRing, config: ProxyConfig) -> web.Ap
                 guard.settings.context(key.context)
             except NotFoundError as exc:
                 raise InputError(f"key of {key.principal!r}: {exc}") from None
-    app = web.Application(client_max_size=config.max_body_bytes,
-                          middlewares=[error_middleware, auth_middleware])
+    app = web.Application(
+        client_max_size=config.max_body_bytes, middlewares=[error_middleware, auth_middleware]
+    )
     state = ProxyState(guard=guard, keys=keys, config=config)
     app[STATE] = state
 
     async def on_startup(_app: web.Application) -> None:
-        timeout = aiohttp.ClientTimeout(total=None, connect=config.upstream_connect_timeout_s,
-                                        sock_read=config.upstream_read_timeout_s)
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=config.upstream_connect_timeout_s,
+            sock_read=config.upstream_read_timeout_s,
+        )
         state.session = aiohttp.ClientSession(
-            timeout=timeout, connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60))
+            timeout=timeout, connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60)
+        )
 
     async def on_cleanup(_app: web.Application) -> None:
         if state.session is not None:

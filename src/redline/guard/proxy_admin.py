@@ -24,13 +24,13 @@ from redline.guard.proxy import (
     HttpError,
     ProxyState,
     UpstreamError,
-    _complete,
-    _err,
-    _json,
-    _stopped,
     caller_of,
+    error_response,
+    forward_and_check,
+    json_response,
     require,
     scope_for,
+    stopped_response,
 )
 from redline.guard.store.base import ReviewItem
 
@@ -65,36 +65,49 @@ async def _body(request: web.Request, model: type[BaseModel]) -> Any:
 def _denied(state: ProxyState, item: ReviewItem) -> Decision:
     by_id = {tw.id: (rl, tw) for rl, tw in state.guard.policy.tripwires()}
     trips = tuple(
-        Trip(red_line=by_id[t][0].id if t in by_id else t, tripwire=t,
-             category=by_id[t][0].category if t in by_id else "", action="block",
-             score=1.0, threshold=1.0)
+        Trip(
+            red_line=by_id[t][0].id if t in by_id else t,
+            tripwire=t,
+            category=by_id[t][0].category if t in by_id else "",
+            action="block",
+            score=1.0,
+            threshold=1.0,
+        )
         for t in item.tripwires
     )
-    return Decision(action="block", trips=trips, notes={"review": item.id,
-                                                        "status": item.status})
+    return Decision(action="block", trips=trips, notes={"review": item.id, "status": item.status})
 
 
-async def release(state: ProxyState, item: ReviewItem, scope: Scope, *, stream: bool
-                  ) -> web.StreamResponse:
+async def release(
+    state: ProxyState, item: ReviewItem, scope: Scope, *, stream: bool
+) -> web.StreamResponse:
     """What a decided review gives the client: the held content, or a blocked reply."""
     payload = item.payload
     held = payload.get("body")
     body: dict[str, Any] = held if isinstance(held, dict) else {}
     if item.status == "expired":
-        return _err(410, f"review {item.id} expired without a decision", "review_expired")
+        return error_response(410, f"review {item.id} expired without a decision", "review_expired")
     if item.status != "approved":
-        return _stopped(_denied(state, item), body, stream=stream)
+        return stopped_response(_denied(state, item), body, stream=stream)
     if payload.get("kind") == "completion":
-        return _json(200, body, {"X-Redline-Decision": "approved"})
+        return json_response(200, body, {"X-Redline-Decision": "approved"})
     request_body = {**body, "stream": False}
-    users = [m.get("content", "") for m in request_body.get("messages", [])
-             if isinstance(m, dict) and m.get("role") == "user"]
+    users = [
+        m.get("content", "")
+        for m in request_body.get("messages", [])
+        if isinstance(m, dict) and m.get("role") == "user"
+    ]
     try:
-        return await _complete(state, request_body, scope, [u for u in users
-                                                            if isinstance(u, str)],
-                               0.0, waive=frozenset(item.tripwires))
+        return await forward_and_check(
+            state,
+            request_body,
+            scope,
+            [u for u in users if isinstance(u, str)],
+            0.0,
+            waive=frozenset(item.tripwires),
+        )
     except UpstreamError as exc:
-        return _err(exc.status, exc.message, exc.code, "upstream_error")
+        return error_response(exc.status, exc.message, exc.code, "upstream_error")
 
 
 async def _item(request: web.Request) -> ReviewItem:
@@ -125,15 +138,17 @@ async def list_reviews(request: web.Request) -> web.StreamResponse:
         items = await state.guard.reviews.pending()
     else:
         items = await state.guard.store.list_reviews(status)  # type: ignore[arg-type]
-    return _json(200, {"object": "list",
-                       "data": [i.model_dump(mode="json") for i in items]})
+    return json_response(
+        200, {"object": "list", "data": [i.model_dump(mode="json") for i in items]}
+    )
 
 
 async def get_review(request: web.Request) -> web.StreamResponse:
     item = await _item(request)
     full = _owner_or_reviewer(request, item)
     data = item.model_dump(mode="json")
-    return _json(200, data if full else {k: v for k, v in data.items() if k in OWNER_FIELDS})
+    shown = data if full else {k: v for k, v in data.items() if k in OWNER_FIELDS}
+    return json_response(200, shown)
 
 
 async def decide_review(request: web.Request) -> web.StreamResponse:
@@ -143,13 +158,15 @@ async def decide_review(request: web.Request) -> web.StreamResponse:
     approve = request.match_info["verdict"] == "approve"
     item = await _item(request)
     try:
-        decided = await state.guard.reviews.decide(item.id, approve, by=caller.principal,
-                                                   note=body.note)
+        decided = await state.guard.reviews.decide(
+            item.id, approve, by=caller.principal, note=body.note
+        )
     except RedlineError as exc:
-        return _err(409, str(exc), "review_not_pending")
-    state.guard.audit_event("review", {"review": decided.id, "status": decided.status,
-                                  "by": caller.principal})
-    return _json(200, decided.model_dump(mode="json"))
+        return error_response(409, str(exc), "review_not_pending")
+    state.guard.audit_event(
+        "review", {"review": decided.id, "status": decided.status, "by": caller.principal}
+    )
+    return json_response(200, decided.model_dump(mode="json"))
 
 
 async def review_result(request: web.Request) -> web.StreamResponse:
@@ -157,7 +174,7 @@ async def review_result(request: web.Request) -> web.StreamResponse:
     item = await _item(request)
     _owner_or_reviewer(request, item)
     if item.status == "pending":
-        return _json(202, {"object": "redline.review", "id": item.id, "status": "pending"})
+        return json_response(202, {"object": "redline.review", "id": item.id, "status": "pending"})
     return await release(state, item, scope_for(request), stream=False)
 
 
@@ -169,14 +186,15 @@ async def register_agent(request: web.Request) -> web.StreamResponse:
     if caller.agent is None and parent is not None:
         record = await state.guard.store.get_agent(parent)
         if record is None or record.principal != caller.principal:
-            return _err(404, f"no agent {parent!r} of yours", "not_found")
+            return error_response(404, f"no agent {parent!r} of yours", "not_found")
     try:
         record, credential = await state.guard.agents.register(caller.principal, parent)
     except RedlineError as exc:
-        return _err(409, str(exc), "parent_revoked")
-    state.guard.audit_event("agent", {"registered": record.id, "parent": parent,
-                                 "principal": caller.principal})
-    return _json(201, {"id": record.id, "parent": record.parent, "credential": credential})
+        return error_response(409, str(exc), "parent_revoked")
+    state.guard.audit_event(
+        "agent", {"registered": record.id, "parent": parent, "principal": caller.principal}
+    )
+    return json_response(201, {"id": record.id, "parent": record.parent, "credential": credential})
 
 
 async def revoke_agent(request: web.Request) -> web.StreamResponse:
@@ -185,23 +203,26 @@ async def revoke_agent(request: web.Request) -> web.StreamResponse:
     agent_id = request.match_info["agent_id"]
     record = await state.guard.store.get_agent(agent_id)
     admin = "admin" in caller.roles
-    if record is None or not (admin or (caller.agent is None
-                                        and record.principal == caller.principal)):
-        return _err(404, f"no agent {agent_id!r} you may revoke", "not_found")
+    if record is None or not (
+        admin or (caller.agent is None and record.principal == caller.principal)
+    ):
+        return error_response(404, f"no agent {agent_id!r} you may revoke", "not_found")
     body = await request.read()
     reason = ""
     if body.strip():
         try:
             reason = str(json.loads(body).get("reason", ""))[:500]
         except (json.JSONDecodeError, AttributeError):
-            raise wire.WireError("body must be a JSON object like {\"reason\": \"…\"}") from None
+            raise wire.WireError('body must be a JSON object like {"reason": "…"}') from None
     revoked = await state.guard.agents.revoke(agent_id, by=caller.principal, reason=reason)
     for rid in revoked:
         for event in state.streams.get(rid, set()):
             event.set()
-    state.guard.audit_event("revocation", {"agent": agent_id, "revoked": revoked,
-                                      "by": caller.principal, "reason": reason})
-    return _json(200, {"revoked": revoked})
+    state.guard.audit_event(
+        "revocation",
+        {"agent": agent_id, "revoked": revoked, "by": caller.principal, "reason": reason},
+    )
+    return json_response(200, {"revoked": revoked})
 
 
 async def get_agent(request: web.Request) -> web.StreamResponse:
@@ -209,8 +230,8 @@ async def get_agent(request: web.Request) -> web.StreamResponse:
     caller = caller_of(request)
     record = await state.guard.store.get_agent(request.match_info["agent_id"])
     if record is None or not ("admin" in caller.roles or record.principal == caller.principal):
-        return _err(404, "no such agent", "not_found")
-    return _json(200, record.model_dump(mode="json", exclude={"credential_sha256"}))
+        return error_response(404, "no such agent", "not_found")
+    return json_response(200, record.model_dump(mode="json", exclude={"credential_sha256"}))
 
 
 def add_routes(app: web.Application) -> None:
