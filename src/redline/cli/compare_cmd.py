@@ -12,10 +12,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from redline.compare.changes import DEFAULT_ALPHA, Comparison, compare_groups
-from redline.compare.cusum import CusumSeries, detect_changes
-from redline.compare.drift import drift_campaign, run_label
-from redline.compare.significance import CorrectionName, TestName
+from redline.drift.changes import DEFAULT_ALPHA, Comparison, compare_groups
+from redline.drift.cusum import CusumSeries, detect_changes
+from redline.drift.drift import drift_campaign, run_label
+from redline.drift.significance import CorrectionName, TestName
 from redline.engine.runlog import find_run, read_runlog
 from redline.errors import InputError
 from redline.records.guard_events import read_event_summaries
@@ -83,9 +83,9 @@ def drift_command(campaign_dir: Path | None, events_file: Path | None, html_out:
 def _write_charts(campaign_dir: Path, comparisons: list[Comparison], cusum: list[CusumSeries],
                   html_out: Path | None, png_dir: Path | None) -> None:
     # Charts pull in matplotlib: only when asked for.
-    from redline.compare.charts import risk_map_png, trend_png
-    from redline.compare.drift_report import render_drift_html
-    from redline.compare.risk import campaign_risk
+    from redline.drift.charts import risk_map_png, trend_png
+    from redline.drift.drift_report import render_drift_html
+    from redline.drift.risk import campaign_risk
 
     risk = campaign_risk(campaign_dir)
     if png_dir is not None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from redline.compare.changes import compare_groups
-from redline.compare.significance import (
+from redline.drift.changes import compare_groups
+from redline.drift.significance import (
     benjamini_hochberg,
     fisher_exact,
     holm,

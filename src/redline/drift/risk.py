@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from redline.assess.tiers import assess_run
 from redline.campaign.manifest import read_manifest
-from redline.compare.drift import version_groups
+from redline.drift.drift import version_groups
 from redline.engine.runlog import RunLog, read_runlog
 from redline.policy import load_policy
 from redline.records.runlog import SampleRecord

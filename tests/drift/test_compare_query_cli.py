@@ -13,9 +13,9 @@ import pytest
 from redline.campaign.executors import LocalExecutor
 from redline.campaign.plan import load_campaign
 from redline.campaign.runner import run_campaign
-from redline.compare.charts import risk_map_png, trend_png
-from redline.compare.drift_report import render_drift_html
-from redline.compare.risk import campaign_risk
+from redline.drift.charts import risk_map_png, trend_png
+from redline.drift.drift_report import render_drift_html
+from redline.drift.risk import campaign_risk
 from tests.campaign.campaign_helpers import COMPLY, REFUSE, write_plan
 from tests.scripted_server import Script, ScriptedServer
 

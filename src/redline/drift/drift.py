@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from redline.campaign.manifest import CampaignManifest, read_manifest
-from redline.compare.changes import DEFAULT_ALPHA, Comparison, compare_groups
-from redline.compare.significance import CorrectionName, TestName
+from redline.drift.changes import DEFAULT_ALPHA, Comparison, compare_groups
+from redline.drift.significance import CorrectionName, TestName
 from redline.engine.runlog import RunLog, read_runlog
 from redline.records.runlog import SampleRecord
 

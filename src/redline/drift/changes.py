@@ -19,7 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from redline.compare.significance import CorrectionName, TestName, adjust, p_value
+from redline.drift.significance import CorrectionName, TestName, adjust, p_value
 from redline.records.runlog import SampleRecord
 
 Metric = Literal["fail_rate", "over_refusal", "unscored_rate"]

@@ -12,10 +12,10 @@ import html
 from collections.abc import Sequence
 
 from redline.assess.report_html import CSP
-from redline.compare.changes import Comparison
-from redline.compare.charts import risk_map_png, trend_png
-from redline.compare.cusum import CusumSeries
-from redline.compare.risk import RiskOverTime
+from redline.drift.changes import Comparison
+from redline.drift.charts import risk_map_png, trend_png
+from redline.drift.cusum import CusumSeries
+from redline.drift.risk import RiskOverTime
 
 STYLE = ("body{font:14px system-ui,sans-serif;margin:2em;max-width:70em}"
          "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px}"

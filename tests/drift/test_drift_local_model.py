@@ -15,8 +15,8 @@ from bench.attacks import DEFENSIVE_SYSTEM_PROMPT
 from redline.campaign.executors import LocalExecutor
 from redline.campaign.plan import load_campaign
 from redline.campaign.runner import run_campaign
-from redline.compare.changes import compare_groups
-from redline.compare.drift import drift_campaign, version_groups
+from redline.drift.changes import compare_groups
+from redline.drift.drift import drift_campaign, version_groups
 
 SUITES = ["starter-rl3", "starter-rl4", "starter-manipulation"]
 #: Enough for a refusal or the start of a compliance; keeps the generations short.

@@ -14,7 +14,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
 from redline.assess.report_html import NOT_ASSESSED_COLOUR, TIER_COLOURS
-from redline.compare.risk import RiskOverTime
+from redline.drift.risk import RiskOverTime
 from redline.stats import wilson_interval
 
 #: Resolution of the PNGs.

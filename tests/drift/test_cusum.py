@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from redline.compare.cusum import detect_changes
+from redline.drift.cusum import detect_changes
 from redline.errors import InputError
 from redline.records.guard_events import GuardEventCount, GuardEventSummary, read_event_summaries
 
