@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from redline.agents.environment import ToolEnvironment
-from redline.models.target import StreamChunk, Target
+from redline.models.target import StreamChunk, Target, whole_reply_stream
 from redline.records.chat import ChatMessage, GenerateConfig, ModelOutput, ToolDefinition, Usage
 from redline.records.runlog import TargetInfo
 
@@ -81,10 +81,8 @@ class AgentLoop:
         tools: Sequence[ToolDefinition] = (),
     ) -> AsyncIterator[StreamChunk]:
         """The final answer as one delta: intermediate turns are actions, not text to show."""
-        output = await self.generate(messages, config, tools)
-        if output.message.content:
-            yield StreamChunk(delta=output.message.content)
-        yield StreamChunk(done=True, output=output)
+        async for chunk in whole_reply_stream(self.generate(messages, config, tools)):
+            yield chunk
 
     async def aclose(self) -> None:
         """Nothing to release: the target and the environment belong to the caller."""

@@ -52,6 +52,10 @@ class Decision:
     def red_lines(self) -> list[str]:
         return list(dict.fromkeys(t.red_line for t in self.trips))
 
+    def spans(self) -> list[tuple[int, int]]:
+        """Every matched span of every trip: what redaction replaces."""
+        return [span for t in self.trips for span in t.spans]
+
     def categories(self) -> list[str]:
         return list(dict.fromkeys(t.category for t in self.trips))
 

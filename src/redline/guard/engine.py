@@ -237,13 +237,15 @@ class Guard:
         final: bool = True,
         waive: frozenset[str] = frozenset(),
     ) -> Decision:
-        """Check a reply (its text and each tool call). ``final=False`` checks a streamed
+        """Check a reply (its text and each tool call); ``context`` is the conversation's user
+        turns (the last ``CONTEXT_TURNS`` are kept). ``final=False`` checks a streamed
         prefix: it is audited but does not add to the ledgers, so a reply counts once.
         ``waive`` names tripwires a reviewer already approved for this content: their
         ``review`` action becomes ``flag``."""
         decisions = []
         if text or not tool_calls:
-            item = Inspected(surface="output", text=text, context=tuple(context))
+            item = Inspected(surface="output", text=text,
+                             context=tuple(context[-CONTEXT_TURNS:]))
             decisions.append(await self._check(item, scope, held=held, observe=final,
                                                waive=waive))
         for call in tool_calls:

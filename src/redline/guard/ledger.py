@@ -120,20 +120,22 @@ def combined_risk(
     settings: LedgerSettings,
 ) -> float:
     """Session risk plus ``principal_weight`` times the principal's, both decayed."""
-    s = _decayed(session, now, settings)
-    p = _decayed(principal, now, settings)
-    return s.risk + settings.principal_weight * p.risk
+    risk, _ = _combined(session, principal, now, settings)
+    return risk
 
 
-def _near_misses(
+def _combined(
     session: LedgerEntry | None,
     principal: LedgerEntry | None,
     now: float,
     settings: LedgerSettings,
-) -> float:
+) -> tuple[float, float]:
+    """(risk, near misses), each the session's plus ``principal_weight`` times the
+    principal's, decayed to ``now``."""
     s = _decayed(session, now, settings)
     p = _decayed(principal, now, settings)
-    return s.near_misses + settings.principal_weight * p.near_misses
+    w = settings.principal_weight
+    return s.risk + w * p.risk, s.near_misses + w * p.near_misses
 
 
 def tightening(
@@ -143,9 +145,8 @@ def tightening(
     settings: LedgerSettings,
 ) -> float:
     """Fraction in ``[0, max_tighten)`` by which the ledger lowers base thresholds."""
-    pressure = combined_risk(session, principal, now, settings) + NEAR_MISS_WEIGHT * (
-        _near_misses(session, principal, now, settings)
-    )
+    risk, near_misses = _combined(session, principal, now, settings)
+    pressure = risk + NEAR_MISS_WEIGHT * near_misses
     return settings.max_tighten * (1.0 - math.exp(-pressure / PRESSURE_SCALE))
 
 

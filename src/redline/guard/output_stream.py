@@ -68,6 +68,6 @@ class OutputStream:
             return ""
         start, self._released = self._released, len(self.text)
         if self.decision.action == "redact":
-            return redact_tail(self.text, [s for t in self.decision.trips for s in t.spans],
+            return redact_tail(self.text, self.decision.spans(),
                                start)
         return self.text[start:]

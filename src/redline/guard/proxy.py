@@ -37,6 +37,7 @@ from redline.guard.metrics import Metrics
 from redline.guard.revocation import RevokedError, UnknownCredentialError
 from redline.guard.streaming import DONE, HoldBack, LineSplitter, Reply, parse_event
 from redline.policy.model import Action
+from redline.records.chat import ChatMessage
 
 logger = logging.getLogger(__name__)
 
@@ -291,12 +292,13 @@ async def _post_upstream(state: ProxyState, body: dict[str, Any]) -> aiohttp.Cli
         ) from None
 
 
-def _users(messages: list[Any]) -> list[str]:
+def user_turns(messages: list[ChatMessage]) -> list[str]:
+    """The user turns of a conversation: the context detectors read."""
     return [m.content for m in messages if m.role == "user"]
 
 
 def _redact_input(body: dict[str, Any], decision: Decision) -> dict[str, Any]:
-    spans = [s for t in decision.trips for s in t.spans]
+    spans = decision.spans()
     for m in reversed(body["messages"]):
         if isinstance(m, dict) and m.get("role") == "user" and isinstance(m.get("content"), str):
             m["content"] = redact(m["content"], spans)
@@ -367,7 +369,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             state,
             body,
             scope,
-            _users(messages),
+            user_turns(messages),
             checks_s,
             wait_s=_review_wait(request, state),
             prior=decision.action,
@@ -412,7 +414,7 @@ async def forward_and_check(
         text or "",
         scope,
         tool_calls=calls,
-        context=users[-6:],
+        context=users,
         held={"kind": "completion", "body": reply},
         waive=waive,
     )
@@ -424,7 +426,7 @@ async def forward_and_check(
         return stopped_response(decision, body, stream=False)
     shown = most_severe([prior, decision.action])
     if decision.action == "redact":
-        message["content"] = redact(text or "", [s for t in decision.trips for s in t.spans])
+        message["content"] = redact(text or "", decision.spans())
         return json_response(200, reply, {DECISION_HEADER: shown})
     return web.Response(body=raw, content_type="application/json", headers={DECISION_HEADER: shown})
 
@@ -454,7 +456,7 @@ async def _stream(
     checks_s: float,
 ) -> web.StreamResponse:
     settings = state.guard.settings.streaming
-    users = _users(messages)
+    users = user_turns(messages)
     resp = await _post_upstream(state, body)
     if resp.status != 200:
         async with resp:
@@ -481,7 +483,7 @@ async def _stream(
             reply.text,
             scope,
             tool_calls=reply.calls() if final else (),
-            context=users[-6:],
+            context=users,
             held=held,
             final=final,
         )

@@ -31,6 +31,7 @@ from redline.guard.proxy import (
     require,
     scope_for,
     stopped_response,
+    user_turns,
 )
 from redline.guard.store.base import ReviewItem
 
@@ -92,19 +93,10 @@ async def release(
     if payload.get("kind") == "completion":
         return json_response(200, body, {"X-Redline-Decision": "approved"})
     request_body = {**body, "stream": False}
-    users = [
-        m.get("content", "")
-        for m in request_body.get("messages", [])
-        if isinstance(m, dict) and m.get("role") == "user"
-    ]
+    users = user_turns(wire.request_messages(request_body))
     try:
         return await forward_and_check(
-            state,
-            request_body,
-            scope,
-            [u for u in users if isinstance(u, str)],
-            0.0,
-            waive=frozenset(item.tripwires),
+            state, request_body, scope, users, 0.0, waive=frozenset(item.tripwires)
         )
     except UpstreamError as exc:
         return error_response(exc.status, exc.message, exc.code, "upstream_error")

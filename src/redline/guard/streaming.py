@@ -162,7 +162,7 @@ class HoldBack:
             pending += self._held_tools
         start = self._released_chars
         self._released_chars = len(self.reply.text)
-        spans = [s for t in decision.trips for s in t.spans] if decision.action == "redact" else []
+        spans = decision.spans() if decision.action == "redact" else []
         if spans and any(e.text for e in pending):
             texts = [i for i, e in enumerate(pending) if e.text]
             before = b"".join(e.raw for e in pending[: texts[0]] if not e.text)

@@ -21,7 +21,7 @@ from redline.guard.engine import Guard, Scope
 from redline.guard.store.memory import MemoryStore
 from redline.models.errors import TargetConfigError
 from redline.models.registry import TargetOptions, resolve_target
-from redline.models.target import StreamChunk, Target
+from redline.models.target import StreamChunk, Target, whole_reply_stream
 from redline.policy.load import load_policy
 from redline.records.chat import ChatMessage, GenerateConfig, ModelOutput, ToolDefinition
 from redline.records.runlog import TargetInfo
@@ -77,7 +77,7 @@ class GuardedTarget:
         users = [m.content for m in messages if m.role == "user"]
         decision = await self.guard.check_output(output.message.content, scope,
                                                  tool_calls=output.message.tool_calls,
-                                                 context=users[-6:])
+                                                 context=users)
         if decision.stops:
             stopped = _stopped(decision, model)
             return stopped.model_copy(update={"usage": output.usage,
@@ -88,9 +88,8 @@ class GuardedTarget:
                      tools: Sequence[ToolDefinition] = ()) -> AsyncIterator[StreamChunk]:
         """The whole checked reply as one delta: evaluation needs the verdict, not the
         timing of a hold-back window (the proxy streams for real)."""
-        output = await self.generate(messages, config, tools)
-        yield StreamChunk(delta=output.message.content)
-        yield StreamChunk(done=True, output=output)
+        async for chunk in whole_reply_stream(self.generate(messages, config, tools)):
+            yield chunk
 
     async def aclose(self) -> None:
         await asyncio.gather(self.inner.aclose(), self.guard.aclose())

@@ -6,7 +6,7 @@ the attacks and the judges see them all through this one interface.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
@@ -24,6 +24,15 @@ class StreamChunk(BaseModel):
     done: bool = False
     #: Present on the last chunk only.
     output: ModelOutput | None = None
+
+
+async def whole_reply_stream(reply: Awaitable[ModelOutput]) -> AsyncIterator[StreamChunk]:
+    """The stream of a reply only known whole (an agent's final answer, a guarded reply):
+    its text as one delta, then the output."""
+    output = await reply
+    if output.message.content:
+        yield StreamChunk(delta=output.message.content)
+    yield StreamChunk(done=True, output=output)
 
 
 @runtime_checkable
