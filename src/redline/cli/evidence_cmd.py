@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import click
 
+from redline.cli.render import echo_fields
 from redline.errors import InputError, VerificationError
 from redline.evidence import disclosure
 from redline.evidence.attest import ATTESTATION_NAME, attest_run, load_run
@@ -20,15 +20,6 @@ from redline.evidence.keys import generate_keypair, load_private_key
 from redline.evidence.verify import VerifyReport, verify_evidence
 
 DISCLOSURE_NAME = "disclosure.json"
-
-
-def _echo_fields(fields: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        click.echo(json.dumps(fields, indent=2))
-        return
-    width = max(map(len, fields))
-    for key, value in fields.items():
-        click.echo(f"{key.replace('_', ' '):<{width}}  {value}")
 
 
 @click.group()
@@ -43,8 +34,8 @@ def keys() -> None:
 def generate_command(prefix: Path, as_json: bool) -> None:
     """Generate a key pair; refuses to overwrite existing files."""
     pair = generate_keypair(prefix)
-    _echo_fields({"private_key": str(pair.private_path), "public_key": str(pair.public_path),
-                  "key_id": pair.key_id}, as_json)
+    echo_fields({"private_key": str(pair.private_path), "public_key": str(pair.public_path),
+                 "key_id": pair.key_id}, as_json)
 
 
 @click.command("attest")
@@ -70,7 +61,7 @@ def attest(
     result = attest_run(log, load_private_key(key_path), out=out, policy_ref=policy_ref,
                         force=force)
     c = result.statement.predicate.commitment
-    _echo_fields({
+    echo_fields({
         "attestation": str(result.path),
         "salts": f"{result.salts_path} (private)",
         "key_id": result.key_id,
@@ -120,9 +111,9 @@ def reveal(
     path = out or folder / DISCLOSURE_NAME
     path.write_text(json.dumps(to_json_value(bundle), indent=2, ensure_ascii=False) + "\n",
                     encoding="utf-8")
-    _echo_fields({"disclosure": str(path), "indices": [i.index for i in bundle.items],
-                  "attestation_digest": bundle.attestation_digest.sha256,
-                  "root": bundle.root}, as_json)
+    echo_fields({"disclosure": str(path), "indices": [i.index for i in bundle.items],
+                 "attestation_digest": bundle.attestation_digest.sha256,
+                 "root": bundle.root}, as_json)
 
 
 def _print_report(report: VerifyReport) -> None:

@@ -1,7 +1,11 @@
-"""Rich tables shared by the CLI commands that print run results."""
+"""Output shared by CLI commands: rich tables of run results, and field listings."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+import click
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -96,3 +100,14 @@ def _figure_table(title: str, value: str, count: str) -> Table:
     table.add_column(value, justify="right")
     table.add_column(count, justify="right")
     return table
+
+
+def echo_fields(fields: dict[str, Any], as_json: bool) -> None:
+    """Print fields as JSON, or as aligned ``name  value`` lines (lists comma-joined)."""
+    if as_json:
+        click.echo(json.dumps(fields, indent=2))
+        return
+    width = max(map(len, fields))
+    for key, value in fields.items():
+        shown = ", ".join(map(str, value)) if isinstance(value, list) else value
+        click.echo(f"{key.replace('_', ' '):<{width}}  {shown}")

@@ -9,21 +9,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import click
 
+from redline.cli.render import echo_fields
 from redline.errors import VerificationError
-
-
-def _echo_fields(fields: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        click.echo(json.dumps(fields, indent=2))
-        return
-    width = max(map(len, fields))
-    for key, value in fields.items():
-        shown = ", ".join(value) if isinstance(value, list) else value
-        click.echo(f"{key.replace('_', ' '):<{width}}  {shown}")
 
 
 @click.command("keygen")
@@ -37,8 +27,8 @@ def keygen_command(prefix: Path, curve: str, as_json: bool) -> None:
     from redline.vet.signing import generate_keypair
 
     pair = generate_keypair(prefix, curve)
-    _echo_fields({"private_key": str(pair.private_path), "public_key": str(pair.public_path),
-                  "key_id": pair.key_id}, as_json)
+    echo_fields({"private_key": str(pair.private_path), "public_key": str(pair.public_path),
+                 "key_id": pair.key_id}, as_json)
 
 
 @click.command("sign")
@@ -63,7 +53,7 @@ def sign_command(
     fields = result.model_dump(mode="json")
     if not as_json:
         fields["files"] = f"{len(result.files)} signed"
-    _echo_fields(fields, as_json)
+    echo_fields(fields, as_json)
 
 
 @click.command("verify")
