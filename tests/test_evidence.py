@@ -16,8 +16,11 @@ from typing import Any
 
 import jsonschema
 import pytest
+import rfc8785
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from redline.engine.runlog import RunLog, read_runlog
 from redline.engine.runner import Engine, EngineConfig, make_plan
@@ -85,6 +88,43 @@ def test_canonical_refuses_what_json_cannot_carry(vector: dict[str, str]) -> Non
              else json.loads(vector["input"]))
     with pytest.raises(InputError, match="RFC 8785"):
         canonical_bytes(value)
+
+
+#: Any code point, with the ones where encoders disagree (lone surrogates, non-BMP characters
+#: that sort differently by UTF-16 unit, C0 controls) drawn often.
+_chars = (st.characters(codec=None, exclude_categories=())
+          | st.sampled_from(["\ud800", "\udfff", "\ue000", "\uffff", "\U0001f600", "\x00",
+                             "\x1f", "\x7f", '"', "\\", "\u2028"]))
+_json_scalars = (
+    st.none() | st.booleans()
+    | st.integers(min_value=-(2**60), max_value=2**60)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.sampled_from([0.5, 1e-4, 9.99e-5, 1e-7, 1e16, 1e21, 2.0**53, 2.0**53 + 2, -0.0, 5.0])
+    | st.text(alphabet=_chars, max_size=12)
+)
+_json_values = st.recursive(
+    _json_scalars,
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(alphabet=_chars, max_size=6), inner,
+                      max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_json_values)
+def test_canonical_fast_path_writes_the_reference_bytes(value: Any) -> None:
+    """The C-encoder path must write exactly what the reference RFC 8785 code writes, and
+    refuse exactly what it refuses (NaN, infinities, unsafe integers, lone surrogates)."""
+    try:
+        expected: bytes | None = rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, UnicodeEncodeError):
+        expected = None
+    if expected is None:
+        with pytest.raises(InputError, match="RFC 8785"):
+            canonical_bytes(value)
+    else:
+        assert canonical_bytes(value) == expected
 
 
 def test_canonical_pydantic_models_use_wire_names() -> None:

@@ -44,7 +44,7 @@ def _agent(agent_id: str, parent: str | None = None) -> AgentRecord:
 
 async def test_ledger_read_modify_write(make_store: StoreFactory) -> None:
     store = make_store()
-    assert await store.get_ledger("session:a") is None
+    assert (await store.get_ledgers(["session:a"]))[0] is None
     seen: list[LedgerEntry | None] = []
 
     def update(entry: LedgerEntry | None) -> LedgerEntry:
@@ -55,8 +55,9 @@ async def test_ledger_read_modify_write(make_store: StoreFactory) -> None:
     second = await store.update_ledger("session:a", update)
     assert seen[0] is None and seen[-1] == first
     assert second.trips == 2 and second.risk == 1.0
-    assert await store.get_ledger("session:a") == second
-    assert await store.get_ledger("session:b") is None
+    assert await store.get_ledgers(["session:a", "session:b", "session:a"]) == [
+        second, None, second]
+    assert await store.get_ledgers([]) == []
     await store.close()
 
 
@@ -87,7 +88,7 @@ async def test_concurrent_updates_from_several_connections_lose_nothing(
         t.join()
     assert errors == []
     store = make_store()
-    entry = await store.get_ledger("hot")
+    entry = (await store.get_ledgers(["hot"]))[0]
     assert entry is not None
     assert entry.trips == WORKERS * UPDATES_PER_WORKER
     assert entry.risk == pytest.approx(0.5 * WORKERS * UPDATES_PER_WORKER)
@@ -158,7 +159,7 @@ async def test_sqlite_survives_a_restart(tmp_path: Path) -> None:
     await store.close()
     reopened = open_store(str(path))
     assert isinstance(reopened, SQLiteStore)
-    entry = await reopened.get_ledger("p:alice")
+    entry = (await reopened.get_ledgers(["p:alice"]))[0]
     assert entry is not None and entry.trips == 1
     assert [i.id for i in await reopened.list_reviews()] == ["r1"]
     assert await reopened.get_agent("a1") is not None
@@ -202,7 +203,7 @@ async def test_sqlite_two_processes_lose_no_update(tmp_path: Path) -> None:
         await store.update_ledger("hot", _bump)
         await asyncio.sleep(0)
     assert await asyncio.wait_for(proc.wait(), timeout=120) == 0
-    entry = await store.get_ledger("hot")
+    entry = (await store.get_ledgers(["hot"]))[0]
     assert entry is not None and entry.trips == 2 * n
     await store.close()
 
@@ -230,7 +231,7 @@ async def test_redis_prefixes_keep_deployments_apart(redis_url: str) -> None:
     b = open_store(f"{redis_url}?prefix=deploy-b:")
     assert isinstance(a, RedisStore) and a.prefix == "deploy-a:"
     await a.update_ledger("s", _bump)
-    assert await b.get_ledger("s") is None
+    assert (await b.get_ledgers(["s"]))[0] is None
     await a.close()
     await b.close()
 

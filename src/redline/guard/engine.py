@@ -294,14 +294,14 @@ class Guard:
         waive: frozenset[str] = frozenset(),
     ) -> Decision:
         now = self.clock()
-        if await self.store.get_ledger(scope.ended_key) is not None:
+        ended, session, principal = await self.store.get_ledgers(
+            (scope.ended_key, scope.session_key, scope.principal_key))
+        if ended is not None:
             return self._finish(item, scope, Decision(action="end_session",
                                                       notes={"reason": "session ended"}), [])
         if scope.agent is not None and await self.agents.is_revoked(scope.agent):
             return self._finish(item, scope, Decision(action="revoke_agent",
                                                       notes={"reason": "agent revoked"}), [])
-        session = await self.store.get_ledger(scope.session_key)
-        principal = await self.store.get_ledger(scope.principal_key)
         context = self.settings.context(scope.context)
         trips: list[Trip] = []
         checks: list[dict[str, Any]] = []

@@ -107,6 +107,23 @@ def _band(value: Any) -> tuple[float, float] | None:
     )
 
 
+@dataclass(frozen=True)
+class Scored:
+    """One text's forms, P(category) per form (rows) and category (columns), and per
+    category the best probability and the first form that reached it. The per-category
+    figures are plain floats: each semantic tripwire reads a few of them, cheaper than
+    slicing the array again for every tripwire."""
+
+    forms: list[tuple[str, str]]
+    probs: FloatArray
+    best: list[float]
+    best_form: list[int]
+
+    @classmethod
+    def of(cls, forms: list[tuple[str, str]], probs: FloatArray) -> Scored:
+        return cls(forms, probs, probs.max(axis=0).tolist(), probs.argmax(axis=0).tolist())
+
+
 @dataclass
 class SemanticScorer:
     """The static model, and the contextual one when the cascade is on; shared per guard."""
@@ -119,9 +136,9 @@ class SemanticScorer:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._recent: OrderedDict[str, tuple[list[tuple[str, str]], FloatArray]] = OrderedDict()
+        self._recent: OrderedDict[str, Scored] = OrderedDict()
 
-    def score_text(self, text: str) -> tuple[list[tuple[str, str]], FloatArray]:
+    def score_text(self, text: str) -> Scored:
         """The forms of ``text`` and P(category) per form, remembered for the last few texts:
         every semantic tripwire on a surface scores the same item, so it is embedded once."""
         hit = self._recent.get(text)
@@ -129,7 +146,7 @@ class SemanticScorer:
             self._recent.move_to_end(text)
             return hit
         forms = scored_forms(text)
-        result = (forms, self.predict([t for _, t in forms]))
+        result = Scored.of(forms, self.predict([t for _, t in forms]))
         self._recent[text] = result
         if len(self._recent) > RECENT_TEXTS:
             self._recent.popitem(last=False)
@@ -214,23 +231,28 @@ class SemanticDetector:
         if not text.strip():
             return Finding(NAME, 0.0, dict.fromkeys(self.tripwire.categories, 0.0),
                            detail="empty text")
-        forms, all_probs = self.scorer.score_text(text)
-        probs = all_probs[:, self._columns]
+        scored = self.scorer.score_text(text)
         how = "static"
+        scores = {c: scored.best[i] for c, i in zip(self.tripwire.categories, self._columns,
+                                                      strict=True)}
+        top = max(scores.values())
+        top_row = min(scored.best_form[i] for i in self._columns if scored.best[i] == top)
         band = self.scorer.band
-        if band is not None and band[0] <= float(probs.max()) < band[1]:
-            full = await asyncio.to_thread(self.scorer.predict_contextual, [t for _, t in forms])
+        if band is not None and band[0] <= top < band[1]:
+            texts = [t for _, t in scored.forms]
+            full = await asyncio.to_thread(self.scorer.predict_contextual, texts)
             contextual = self.scorer.contextual
             assert contextual is not None  # set whenever band is
             probs = full[:, [contextual.categories.index(c) for c in self.tripwire.categories]]
+            best = probs.max(axis=0)
+            scores = {c: float(best[i]) for i, c in enumerate(self.tripwire.categories)}
+            top = max(scores.values())
+            top_row = int(np.unravel_index(int(probs.argmax()), probs.shape)[0])
             how = "contextual"
-        best = probs.max(axis=0)
-        scores = {c: float(best[i]) for i, c in enumerate(self.tripwire.categories)}
-        top_row = int(np.unravel_index(int(probs.argmax()), probs.shape)[0])
         detail = ", ".join(f"P({c})={p:.2f}" for c, p in scores.items())
         return Finding(
-            detector=NAME, score=max(scores.values()), categories=scores,
-            detail=f"{detail} ({how}, {forms[top_row][0]} text)",
+            detector=NAME, score=top, categories=scores,
+            detail=f"{detail} ({how}, {scored.forms[top_row][0]} text)",
         )
 
 

@@ -7,7 +7,7 @@ and a review is decided at most once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -70,7 +70,10 @@ class AgentRecord(BaseModel):
 class GuardStore(Protocol):
     """State backend. Implementations: ``memory``, ``sqlite`` (default), ``redis``."""
 
-    async def get_ledger(self, key: str) -> LedgerEntry | None: ...
+    async def get_ledgers(self, keys: Sequence[str]) -> list[LedgerEntry | None]:
+        """The entries of ``keys`` in order (``None`` where absent), read together: a check
+        needs three (session, principal, ended) and pays one round trip."""
+        ...
 
     async def update_ledger(
         self, key: str, update: Callable[[LedgerEntry | None], LedgerEntry]

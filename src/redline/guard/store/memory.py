@@ -8,7 +8,7 @@ mutating a returned item never changes the stored one.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from redline.errors import InputError
 from redline.guard.store.base import AgentRecord, LedgerEntry, ReviewItem, ReviewStatus
@@ -25,8 +25,8 @@ class MemoryStore:
         self._by_credential: dict[str, str] = {}
         self._children: dict[str, list[str]] = {}
 
-    async def get_ledger(self, key: str) -> LedgerEntry | None:
-        return self._ledgers.get(key)
+    async def get_ledgers(self, keys: Sequence[str]) -> list[LedgerEntry | None]:
+        return [self._ledgers.get(key) for key in keys]
 
     async def update_ledger(
         self, key: str, update: Callable[[LedgerEntry | None], LedgerEntry]

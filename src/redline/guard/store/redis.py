@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import urllib.parse
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
@@ -135,10 +135,13 @@ class RedisStore:
         async with self._reachable():
             await self._r.ping()
 
-    async def get_ledger(self, key: str) -> LedgerEntry | None:
+    async def get_ledgers(self, keys: Sequence[str]) -> list[LedgerEntry | None]:
+        if not keys:
+            return []
         async with self._reachable():
-            raw = await self._r.get(self._k("ledger", key))
-        return LedgerEntry.model_validate_json(raw) if raw is not None else None
+            raws = await self._r.mget([self._k("ledger", key) for key in keys])
+        return [LedgerEntry.model_validate_json(raw) if raw is not None else None
+                for raw in raws]
 
     async def update_ledger(
         self, key: str, update: Callable[[LedgerEntry | None], LedgerEntry]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -121,8 +121,21 @@ class SQLiteStore:
             await asyncio.sleep(delay)
             delay = min(delay * 2, BUSY_BACKOFF_S[1])
 
-    async def get_ledger(self, key: str) -> LedgerEntry | None:
-        return await self._run(lambda db: _read_ledger(db, key), write=False)
+    async def get_ledgers(self, keys: Sequence[str]) -> list[LedgerEntry | None]:
+        def tx(db: sqlite3.Connection) -> list[LedgerEntry | None]:
+            marks = ",".join("?" * len(keys))
+            found = {
+                row[0]: LedgerEntry(risk=row[1], near_misses=row[2], trips=row[3],
+                                    updated_at=row[4])
+                for row in db.execute(
+                    "SELECT key, risk, near_misses, trips, updated_at FROM ledger"
+                    f" WHERE key IN ({marks})", tuple(keys))
+            }
+            return [found.get(key) for key in keys]
+
+        if not keys:
+            return []
+        return await self._run(tx, write=False)
 
     async def update_ledger(
         self, key: str, update: Callable[[LedgerEntry | None], LedgerEntry]
