@@ -41,6 +41,8 @@ _SAFE_INT = 2**53 - 1
 _PLAIN_FLOAT = (1e-4, 1e16)
 #: Keys below this code point sort the same by code point and by UTF-16 code unit.
 _FIRST_SURROGATE = "\ud800"
+_LONE_SURROGATE = ("value cannot be canonicalised as RFC 8785 JSON: a string holds a lone "
+                   "surrogate")
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True,
                             allow_nan=False)
 
@@ -83,8 +85,7 @@ def canonical_bytes(obj: Any) -> bytes:
     try:
         value = to_json_value(obj)
     except UnicodeEncodeError:
-        raise InputError("value cannot be canonicalised as RFC 8785 JSON: a string holds a lone "
-                         "surrogate") from None
+        raise InputError(_LONE_SURROGATE) from None
     return json_value_bytes(value)
 
 
@@ -102,8 +103,7 @@ def json_value_bytes(value: Any) -> bytes:
         return rfc8785.dumps(value)
     except UnicodeEncodeError:
         # The reference sorts keys by their UTF-16 form, which a lone surrogate lacks.
-        raise InputError("value cannot be canonicalised as RFC 8785 JSON: a string holds a lone "
-                         "surrogate") from None
+        raise InputError(_LONE_SURROGATE) from None
     except rfc8785.CanonicalizationError as exc:
         raise InputError(f"value cannot be canonicalised as RFC 8785 JSON: {exc}") from None
 

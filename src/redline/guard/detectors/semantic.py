@@ -225,6 +225,8 @@ class SemanticDetector:
         self.tripwire = tripwire
         self.scorer = scorer
         self._columns = [scorer.model.categories.index(c) for c in tripwire.categories]
+        self._contextual_columns = ([contextual.categories.index(c) for c in tripwire.categories]
+                                    if contextual is not None else [])
 
     async def detect(self, item: Inspected) -> Finding:
         text = _item_text(item)
@@ -232,23 +234,18 @@ class SemanticDetector:
             return Finding(NAME, 0.0, dict.fromkeys(self.tripwire.categories, 0.0),
                            detail="empty text")
         scored = self.scorer.score_text(text)
-        how = "static"
-        scores = {c: scored.best[i] for c, i in zip(self.tripwire.categories, self._columns,
-                                                      strict=True)}
-        top = max(scores.values())
-        top_row = min(scored.best_form[i] for i in self._columns if scored.best[i] == top)
+        how, columns = "static", self._columns
         band = self.scorer.band
-        if band is not None and band[0] <= top < band[1]:
+        if band is not None and band[0] <= max(scored.best[i] for i in columns) < band[1]:
             texts = [t for _, t in scored.forms]
             full = await asyncio.to_thread(self.scorer.predict_contextual, texts)
-            contextual = self.scorer.contextual
-            assert contextual is not None  # set whenever band is
-            probs = full[:, [contextual.categories.index(c) for c in self.tripwire.categories]]
-            best = probs.max(axis=0)
-            scores = {c: float(best[i]) for i, c in enumerate(self.tripwire.categories)}
-            top = max(scores.values())
-            top_row = int(np.unravel_index(int(probs.argmax()), probs.shape)[0])
-            how = "contextual"
+            scored = Scored.of(scored.forms, full)
+            how, columns = "contextual", self._contextual_columns
+        scores = {c: scored.best[i] for c, i in zip(self.tripwire.categories, columns,
+                                                      strict=True)}
+        top = max(scores.values())
+        # The first form (row) that reached the top score, as a row-major arg-max finds it.
+        top_row = min(scored.best_form[i] for i in columns if scored.best[i] == top)
         detail = ", ".join(f"P({c})={p:.2f}" for c, p in scores.items())
         return Finding(
             detector=NAME, score=top, categories=scores,

@@ -122,26 +122,15 @@ class SQLiteStore:
             delay = min(delay * 2, BUSY_BACKOFF_S[1])
 
     async def get_ledgers(self, keys: Sequence[str]) -> list[LedgerEntry | None]:
-        def tx(db: sqlite3.Connection) -> list[LedgerEntry | None]:
-            marks = ",".join("?" * len(keys))
-            found = {
-                row[0]: LedgerEntry(risk=row[1], near_misses=row[2], trips=row[3],
-                                    updated_at=row[4])
-                for row in db.execute(
-                    "SELECT key, risk, near_misses, trips, updated_at FROM ledger"
-                    f" WHERE key IN ({marks})", tuple(keys))
-            }
-            return [found.get(key) for key in keys]
-
         if not keys:
             return []
-        return await self._run(tx, write=False)
+        return await self._run(lambda db: _read_ledgers(db, keys), write=False)
 
     async def update_ledger(
         self, key: str, update: Callable[[LedgerEntry | None], LedgerEntry]
     ) -> LedgerEntry:
         def tx(db: sqlite3.Connection) -> LedgerEntry:
-            entry = update(_read_ledger(db, key))
+            entry = update(_read_ledgers(db, [key])[0])
             db.execute(
                 "INSERT INTO ledger VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET"
                 " risk = excluded.risk, near_misses = excluded.near_misses,"
@@ -246,13 +235,16 @@ class SQLiteStore:
         self._db.close()
 
 
-def _read_ledger(db: sqlite3.Connection, key: str) -> LedgerEntry | None:
-    row = db.execute(
-        "SELECT risk, near_misses, trips, updated_at FROM ledger WHERE key = ?", (key,)
-    ).fetchone()
-    if row is None:
-        return None
-    return LedgerEntry(risk=row[0], near_misses=row[1], trips=row[2], updated_at=row[3])
+def _read_ledgers(db: sqlite3.Connection, keys: Sequence[str]) -> list[LedgerEntry | None]:
+    marks = ",".join("?" * len(keys))
+    found = {
+        row[0]: LedgerEntry(risk=row[1], near_misses=row[2], trips=row[3], updated_at=row[4])
+        for row in db.execute(
+            f"SELECT key, risk, near_misses, trips, updated_at FROM ledger WHERE key IN ({marks})",
+            tuple(keys),
+        )
+    }
+    return [found.get(key) for key in keys]
 
 
 def _read_review(db: sqlite3.Connection, review_id: str) -> ReviewItem | None:
