@@ -6,12 +6,15 @@ streaming) it measures the direct baseline and the proxy with rules-only tripwir
 rules + the semantic classifier (the idais policy's tripwires of those detectors), at a fixed
 concurrency, and prints latency percentiles, the latency the guard added, and requests/s.
 
-The guard runs as deployed: SQLite state store, hash-chained audit log on disk, every check
-audited.
+The guard runs as deployed, through ``redline guard serve``: SQLite state store,
+hash-chained audit log on disk, every check audited.
 
     python bench/guard.py [--requests 2000] [--concurrency 32] [--delay-ms 50] [--json]
 
 Goals on 2 cores: added p50 <= 5 ms and p99 <= 20 ms with rules + semantic; >= 500 req/s.
+Each configuration is also measured as ``guard serve --workers 2`` (``--workers N``; 1 for
+one process only): one process checks a burst of 32 requests one after another on one core,
+two share it out over both.
 Percentiles are of the steady state on open connections, as a pooled client (the OpenAI SDK,
 an agent framework) sees it; the first wave, which opens every connection, is not counted
 and its slowest request is printed as ``cold max ms`` for direct and proxied alike.
@@ -28,6 +31,7 @@ import multiprocessing as mp
 import os
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -58,17 +62,19 @@ PROMPTS = [
 ]
 REPLY = ("Here is a short, friendly answer with a few practical points you can try today, "
          "and a note on where to read more if you want to go deeper.")
-API_KEY = "rlk_bench_key"
 #: Uncounted requests per worker before measuring (the first opens its connections).
 WARMUP_WAVES = 2
 
 
 def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU time of a process (Linux /proc), 0 for the direct baseline."""
+    """User + system CPU time of a process and its children (the workers), from Linux
+    /proc; 0 for the direct baseline."""
     if pid is None:
         return 0.0
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return own + sum(cpu_seconds(int(child)) for child in children)
 
 
 def free_port() -> int:
@@ -117,13 +123,13 @@ def run_upstream(port: int, delay_s: float) -> None:
 # --- proxy ---------------------------------------------------------------------------------
 
 
-def run_proxy(port: int, upstream: str, detectors: list[str], state_dir: str) -> None:
-    from redline.guard.audit import AuditLog
-    from redline.guard.auth import ClientKey, KeyRing, digest
-    from redline.guard.detectors.base import DetectorResources
-    from redline.guard.engine import Guard
-    from redline.guard.proxy import ProxyConfig, create_guard_app
-    from redline.guard.store.open import open_store
+def start_proxy(port: int, upstream: str, detectors: list[str], workers: int,
+                folder: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """``redline guard serve`` as deployed (SQLite store, audit log) over the idais policy
+    cut down to the tripwires of ``detectors``; returns the process and a client key."""
+    import yaml
+
+    from redline.guard.auth import add_key
     from redline.policy.load import load_policy
 
     policy = load_policy("idais")
@@ -133,25 +139,30 @@ def run_proxy(port: int, upstream: str, detectors: list[str], state_dir: str) ->
         if kept:
             red_lines.append(rl.model_copy(update={"tripwires": kept}))
     policy = policy.model_copy(update={"red_lines": red_lines})
-    guard = Guard(policy, open_store(f"sqlite:{state_dir}/guard.sqlite"),
-                  audit=AuditLog(Path(state_dir) / "audit.jsonl"),
-                  resources=DetectorResources())
-    keys = KeyRing([ClientKey(principal="bench", sha256=digest(API_KEY))])
-    app = create_guard_app(guard, keys, ProxyConfig(upstream=upstream))
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+    policy_file = folder / "policy.yaml"
+    policy_file.write_text(yaml.safe_dump(
+        policy.model_dump(mode="json", exclude_none=True, by_alias=True)))
+    key = add_key(str(folder / "keys.yaml"), "bench", ["client"], None, None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "redline.cli", "guard", "serve", "--policy", str(policy_file),
+         "--upstream", upstream, "--keys", str(folder / "keys.yaml"),
+         "--store", f"sqlite:{folder / 'guard.sqlite'}", "--audit", str(folder / "audit.jsonl"),
+         "--port", str(port), "--workers", str(workers)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, key
 
 
 # --- load ----------------------------------------------------------------------------------
 
 
-async def wait_ready(url: str, timeout_s: float = 120) -> None:
+async def wait_ready(url: str, key: str, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
     async with aiohttp.ClientSession() as http:
         while time.monotonic() < deadline:
             try:
                 async with http.post(url + "/chat/completions", json={
                     "model": "bench", "messages": [{"role": "user", "content": "warm up"}]},
-                        headers={"Authorization": f"Bearer {API_KEY}"}) as r:
+                        headers={"Authorization": f"Bearer {key}"}) as r:
                     if r.status == 200:
                         return
             except aiohttp.ClientError:
@@ -160,7 +171,7 @@ async def wait_ready(url: str, timeout_s: float = 120) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-async def load(url: str, n: int, concurrency: int, stream: bool) -> dict[str, Any]:
+async def load(url: str, key: str, n: int, concurrency: int, stream: bool) -> dict[str, Any]:
     """``n`` measured requests from ``concurrency`` workers on one connection pool, after a
     warm-up of ``WARMUP_WAVES`` rounds per worker that are not counted: the first wave opens
     every connection (client to proxy, proxy to upstream), which costs a TCP handshake and a
@@ -184,7 +195,7 @@ async def load(url: str, n: int, concurrency: int, stream: bool) -> dict[str, An
                     {"role": "user", "content": PROMPTS[i % len(PROMPTS)]}]}
                 t = time.perf_counter()
                 async with http.post(url + "/chat/completions", json=body, headers={
-                        "Authorization": f"Bearer {API_KEY}",
+                        "Authorization": f"Bearer {key}",
                         "X-Redline-Session": f"s{i % 64}"}) as r:
                     await r.read()
                     if r.status != 200:
@@ -217,6 +228,8 @@ def main() -> None:
     ap.add_argument("--delay-ms", type=float, default=50.0)
     ap.add_argument("--rounds", type=int, default=3,
                     help="Alternating rounds per configuration; medians are printed.")
+    ap.add_argument("--workers", type=int, default=2,
+                    help="Also measure `guard serve --workers N` (1: only one process).")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     ctx = mp.get_context("spawn")
@@ -225,43 +238,50 @@ def main() -> None:
                            daemon=True)
     upstream.start()
     up_url = f"http://127.0.0.1:{up_port}/v1"
-    configs = {"rules+semantic": ["rules", "semantic"], "rules": ["rules"]}
+    configs = {"rules+semantic": (["rules", "semantic"], 1), "rules": (["rules"], 1)}
+    if args.workers > 1:
+        configs |= {f"{name} x{args.workers}": (detectors, args.workers)
+                    for name, (detectors, _) in list(configs.items())}
     runs: dict[str, list[dict[str, Any]]] = {}
-    proxies = []
+    proxies: list[subprocess.Popen[bytes]] = []
     try:
         with tempfile.TemporaryDirectory() as state:
             urls = {"direct": up_url}
+            keys = {"direct": ""}
             pids: dict[str, int | None] = {"direct": None}
-            for name, detectors in configs.items():
+            for name, (detectors, workers) in configs.items():
                 port = free_port()
-                folder = Path(state) / name
+                folder = Path(state) / name.replace(" ", "_")
                 folder.mkdir()
-                proxy = ctx.Process(target=run_proxy,
-                                    args=(port, up_url, detectors, str(folder)), daemon=True)
-                proxy.start()
+                proxy, keys[name] = start_proxy(port, up_url, detectors, workers, folder)
                 proxies.append(proxy)
                 urls[name] = f"http://127.0.0.1:{port}/v1"
                 pids[name] = proxy.pid
-            for url in urls.values():
-                asyncio.run(wait_ready(url))
-                asyncio.run(load(url, min(200, args.requests), args.concurrency, False))
+            for name, url in urls.items():
+                asyncio.run(wait_ready(url, keys[name]))
+                asyncio.run(load(url, keys[name], min(200, args.requests), args.concurrency,
+                                 False))
             order = list(urls.items())
-            for r in range(args.rounds):
+            for round_no in range(args.rounds):
                 # Each round starts with a different configuration, so no one of them always
                 # runs right after another (the order itself skewed early measurements).
-                rotated = order[r % len(order):] + order[:r % len(order)]
+                shift = round_no % len(order)
+                rotated = order[shift:] + order[:shift]
                 for stream in (False, True):
                     mode = "stream" if stream else "plain"
                     for name, url in rotated:
                         before = cpu_seconds(pids[name])
-                        result = asyncio.run(load(url, args.requests, args.concurrency, stream))
+                        result = asyncio.run(load(url, keys[name], args.requests,
+                                                  args.concurrency, stream))
                         sent = args.requests + WARMUP_WAVES * args.concurrency
                         result["proxy_cpu_ms"] = 1000 * (cpu_seconds(pids[name]) - before) / sent
                         runs.setdefault(f"{mode}/{name}", []).append(result)
     finally:
-        for process in [*proxies, upstream]:
-            process.terminate()
-            process.join(10)
+        for proxy in proxies:
+            proxy.terminate()
+            proxy.wait(30)
+        upstream.terminate()
+        upstream.join(10)
     results = {key: _median(rs) for key, rs in runs.items()}
     if args.json:
         json.dump(results, sys.stdout, indent=2)
@@ -270,7 +290,7 @@ def main() -> None:
     print(f"guard proxy vs direct: {args.requests} requests x {args.rounds} rounds (medians), "
           f"concurrency {args.concurrency}, upstream delay {args.delay_ms:.0f} ms, "
           f"{os.cpu_count()} cores")
-    print(f"{'config':<24}{'p50 ms':>9}{'p99 ms':>9}{'added p50':>11}{'added p99':>11}"
+    print(f"{'config':<28}{'p50 ms':>9}{'p99 ms':>9}{'added p50':>11}{'added p99':>11}"
           f"{'req/s':>9}{'x direct':>10}{'guard CPU ms/req':>18}{'errors':>8}"
           f"{'cold max ms':>13}")
     for key, r in sorted(results.items(), key=lambda kv: (kv[0].split("/")[0] != "plain",
@@ -279,7 +299,7 @@ def main() -> None:
         base = results[f"{mode}/direct"]
         added50 = r["p50_ms"] - base["p50_ms"]
         added99 = r["p99_ms"] - base["p99_ms"]
-        print(f"{key:<24}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{added50:>11.1f}{added99:>11.1f}"
+        print(f"{key:<28}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{added50:>11.1f}{added99:>11.1f}"
               f"{r['rps']:>9.0f}{r['rps'] / base['rps']:>10.2f}{r['proxy_cpu_ms']:>18.2f}"
               f"{r['errors']:>8.0f}{r['cold_max_ms']:>13.1f}")
 

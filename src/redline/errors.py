@@ -9,6 +9,7 @@ Exit codes (also in the README):
 3     target error: unreachable, timed out, refused after retries
 4     not found: an unknown run, suite, policy or lexicon id
 5     verification failed (evidence, signatures, audit log)
+6     a worker of ``guard serve --workers N`` exited (``guard.workers``)
 130   interrupted (Ctrl-C); the partial run log stays valid
 ====  ==========================================================
 """

@@ -95,6 +95,24 @@ async def test_concurrent_updates_from_several_connections_lose_nothing(
     await store.close()
 
 
+async def test_rate_bucket_is_one_bucket_for_every_connection(
+    make_store: StoreFactory,
+) -> None:
+    """Two connections (two workers or replicas) draw from one bucket: at 2 requests/s the
+    burst is 2 in all, then one more every half second, whichever connection asks."""
+    store, other = make_store(), make_store()
+    assert await store.take_token("principal:bob", 2.0, 1000.0) is None
+    assert await other.take_token("principal:bob", 2.0, 1000.0) is None
+    assert await store.take_token("principal:bob", 2.0, 1000.0) == pytest.approx(0.5)
+    assert await other.take_token("principal:bob", 2.0, 1000.1) == pytest.approx(0.4)
+    assert await other.take_token("principal:bob", 2.0, 1000.5) is None
+    assert await store.take_token("principal:bob", 2.0, 1000.5) == pytest.approx(0.5)
+    # Another principal has its own bucket.
+    assert await store.take_token("principal:carol", 2.0, 1000.5) is None
+    for s in {id(store): store, id(other): other}.values():
+        await s.close()
+
+
 async def test_reviews_are_listed_and_decided_at_most_once(make_store: StoreFactory) -> None:
     store, other = make_store(), make_store()
     await store.add_review(_review("r2", created_at=200.0))

@@ -2,17 +2,16 @@
 and evaluate detectors.
 
 Exit codes: 0 ok; 2 bad input (policy, key file, options); 3 upstream or store unreachable;
-4 not found (review, tripwire detector with --require-all); 5 audit log verification failed.
+4 not found (review, tripwire detector with --require-all); 5 audit log verification failed;
+6 a worker of ``serve --workers N`` exited (the others were stopped).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import json
 import os
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -97,19 +96,25 @@ def _options(semantic_model: str | None, external_url: str | None, external_mode
 @click.option("--events-window", default=60.0, show_default=True, type=float,
               help="Seconds per event summary window.")
 @click.option("--guard-id", default=None, help="Deployment id in event summaries "
-              "[default: POLICY@HOST:PORT].")
+              "[default: POLICY@HOST:PORT; workers append /wN].")
+@click.option("--workers", default=1, show_default=True, type=int,
+              help="Proxy processes sharing the port (SO_REUSEPORT); above 1 needs a "
+                   "sqlite: or redis:// store, and each worker writes audit.wN.jsonl.")
 def serve(policy_ref: str, upstream: str, upstream_key_env: str | None, keys_path: str,
           store: str | None, audit_path: str | None, host: str, port: int,
           semantic_model: str | None, external_url: str | None, external_model: str | None,
           external_key_env: str | None, probe: str | None, require_all: bool,
           max_body_bytes: int, public_metrics: bool, events_path: str | None,
-          events_window: float, guard_id: str | None) -> None:
-    """Serve the guard in front of UPSTREAM on /v1/chat/completions."""
-    from aiohttp import web
+          events_window: float, guard_id: str | None, workers: int) -> None:
+    """Serve the guard in front of UPSTREAM on /v1/chat/completions.
 
+    With --workers N, N processes serve one port; if one exits the others are stopped and
+    the command exits 6. SIGTERM or Ctrl-C stops them all (exit 0)."""
     from redline.guard.engine import Guard
-    from redline.guard.events import EventAggregator, write_periodically
-    from redline.guard.proxy import ProxyConfig, create_guard_app
+    from redline.guard.proxy import ProxyConfig
+    from redline.guard.serve import ServeSpec
+    from redline.guard.serve import serve as serve_one
+    from redline.guard.workers import check_workers, run_workers
     from redline.policy.load import load_policy
 
     policy = load_policy(policy_ref)
@@ -123,46 +128,36 @@ def serve(policy_ref: str, upstream: str, upstream_key_env: str | None, keys_pat
             raise InputError(f"${upstream_key_env} is not set", field="--upstream-key-env")
     if store is None or audit_path is None:
         DEFAULT_STATE_DIR.mkdir(exist_ok=True)
-    store_url = store or f"sqlite:{DEFAULT_STATE_DIR / 'guard.sqlite'}"
-    audit_file = audit_path or str(DEFAULT_STATE_DIR / "audit.jsonl")
-    options = _options(semantic_model, external_url, external_model, external_key_env, probe)
-    config = ProxyConfig(upstream=upstream, upstream_api_key=upstream_key,
-                         max_body_bytes=max_body_bytes, public_metrics=public_metrics)
+    spec = ServeSpec(
+        policy_ref=policy_ref,
+        keys_path=keys_path,
+        store_url=store or f"sqlite:{DEFAULT_STATE_DIR / 'guard.sqlite'}",
+        audit_path=audit_path or str(DEFAULT_STATE_DIR / "audit.jsonl"),
+        config=ProxyConfig(upstream=upstream, upstream_api_key=upstream_key,
+                           max_body_bytes=max_body_bytes, public_metrics=public_metrics),
+        host=host,
+        port=port,
+        options=_options(semantic_model, external_url, external_model, external_key_env, probe),
+        require_all=require_all,
+        events_path=events_path,
+        events_window=events_window,
+        guard_id=guard_id,
+    )
+    check_workers(spec, workers)
 
-    async def run() -> None:
-        g = await Guard.open(policy, store_url, audit_path=audit_file, options=options,
-                             require_all=require_all)
-        writer: asyncio.Task[None] | None = None
-        if events_path:
-            g.events = EventAggregator(guard_id or f"{policy.id}@{host}:{port}", policy.id,
-                                       policy.digest(), window_s=events_window)
-            writer = asyncio.create_task(write_periodically(g.events, Path(events_path)))
-        app = create_guard_app(g, keys, config)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        bound = runner.addresses[0] if runner.addresses else (host, port)
+    def ready(bound: tuple[str, int], g: Guard) -> None:
+        inactive = (f", {len(g.status.inactive)} inactive: " + ", ".join(sorted(g.status.inactive))
+                    if g.status.inactive else "")
+        processes = f", {workers} workers" if workers > 1 else ""
         click.echo(f"guard for policy {policy.id} on http://{bound[0]}:{bound[1]}/v1 "
-                   f"-> {upstream}  ({len(g.status.armed)} tripwires armed"
-                   + (f", {len(g.status.inactive)} inactive: "
-                      + ", ".join(sorted(g.status.inactive)) if g.status.inactive else "")
-                   + ")", err=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
-        try:
-            await stop.wait()
-        finally:
-            loop.remove_signal_handler(signal.SIGTERM)
-            if writer is not None:
-                writer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await writer
-            await runner.cleanup()
+                   f"-> {upstream}  ({len(g.status.armed)} tripwires armed{inactive}{processes})",
+                   err=True)
 
+    if workers > 1:
+        run_workers(spec, workers, ready)
+        return
     try:
-        asyncio.run(run())
+        asyncio.run(serve_one(spec, on_ready=ready))
     except OSError as exc:
         raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
@@ -326,11 +321,13 @@ def audit_group() -> None:
 
 
 @audit_group.command("verify")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--public-key", default=None, type=click.Path(exists=True, dir_okay=False),
               help="PEM Ed25519 key that signed the checkpoints.")
-def audit_verify(path: str, public_key: str | None) -> None:
-    """Check the chain; exit 5 naming the first bad line if it was altered."""
+def audit_verify(paths: tuple[str, ...], public_key: str | None) -> None:
+    """Check each chain (e.g. every worker's audit.wN.jsonl); exit 5 naming the first bad
+    line of every altered file."""
+    from redline.errors import VerificationError
     from redline.guard.audit import verify_audit
 
     key = None
@@ -338,11 +335,18 @@ def audit_verify(path: str, public_key: str | None) -> None:
         from redline.evidence.keys import load_public_key
 
         key = load_public_key(Path(public_key))
-    report = verify_audit(path, public_key=key)
-    report.raise_for_problem()
-    click.echo(f"{path}: {report.records} records, chain intact"
-               + (f", {report.checkpoints} signed checkpoints" if report.checkpoints else ""))
-
+    problems: list[str] = []
+    for path in paths:
+        report = verify_audit(path, public_key=key)
+        try:
+            report.raise_for_problem()
+        except VerificationError as exc:
+            problems.append(str(exc))
+            continue
+        click.echo(f"{path}: {report.records} records, chain intact"
+                   + (f", {report.checkpoints} signed checkpoints" if report.checkpoints else ""))
+    if problems:
+        raise VerificationError("\n".join(problems))
 
 
 @guard.command("effect")

@@ -1,13 +1,22 @@
 """Prometheus text exposition for the guard: counters and a latency histogram.
 
 A few dozen lines instead of a client library: the proxy exposes a fixed, small set of
-series and the text format is stable.
+series and the text format is stable. Workers of one ``guard serve --workers N`` each keep
+their own and publish a snapshot to a shared folder; whichever worker a scrape reaches
+adds up all of them (``merged``), so the totals are the deployment's.
 """
 
 from __future__ import annotations
 
 import bisect
+import json
+import logging
+import os
 from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -49,6 +58,49 @@ class Metrics:
         self._buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self._sum += seconds
         self._count += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything counted, as JSON-ready data (``absorb`` adds one back in)."""
+        return {
+            "counters": [[name, [list(pair) for pair in lb], v]
+                         for name, series in self.counters.items() for lb, v in series.items()],
+            "gauges": self.gauges,
+            "buckets": self._buckets,
+            "sum": self._sum,
+            "count": self._count,
+        }
+
+    def absorb(self, snap: dict[str, Any]) -> None:
+        """Add another process's snapshot: counters, gauges and the histogram are sums."""
+        for name, labels, value in snap["counters"]:
+            self.counters[name][tuple((str(k), str(v)) for k, v in labels)] += float(value)
+        for name, value in snap["gauges"].items():
+            self.gauges[name] = self.gauges.get(name, 0.0) + float(value)
+        if len(snap["buckets"]) != len(self._buckets):
+            raise ValueError("metrics snapshot has other histogram buckets")
+        self._buckets = [a + int(b) for a, b in zip(self._buckets, snap["buckets"], strict=True)]
+        self._sum += float(snap["sum"])
+        self._count += int(snap["count"])
+
+    def publish(self, path: Path) -> None:
+        """Write the snapshot to ``path`` atomically (a reader never sees half of it)."""
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.snapshot()), encoding="utf-8")
+        os.replace(tmp, path)
+
+    def merged(self, peers: list[Path]) -> Metrics:
+        """This process's metrics plus the latest snapshots the other workers published
+        (a peer that has not published yet counts as zero)."""
+        total = Metrics()
+        total.absorb(self.snapshot())
+        for path in peers:
+            try:
+                total.absorb(json.loads(path.read_text(encoding="utf-8")))
+            except FileNotFoundError:
+                continue
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                logger.warning("metrics of %s left out: %s", path.name, exc)
+        return total
 
     def render(self) -> str:
         out: list[str] = []

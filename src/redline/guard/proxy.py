@@ -23,6 +23,7 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -67,6 +68,15 @@ class ProxyConfig:
     upstream_read_timeout_s: float = 300.0
     #: Serve /metrics without a key (for a scraper on a private network).
     public_metrics: bool = False
+    #: This process's index among ``guard serve --workers N`` (None: the only process).
+    worker: int | None = None
+    #: Folder where the workers publish their metrics (``w0.json``, …) for /metrics to add up.
+    metrics_dir: Path | None = None
+
+    def metrics_file(self) -> Path | None:
+        if self.metrics_dir is None or self.worker is None:
+            return None
+        return self.metrics_dir / f"w{self.worker}.json"
 
 
 @dataclass(frozen=True)
@@ -79,19 +89,12 @@ class Caller:
 
 
 @dataclass
-class _Bucket:
-    tokens: float
-    at: float
-
-
-@dataclass
 class ProxyState:
     guard: Guard
     keys: KeyRing
     config: ProxyConfig
     metrics: Metrics = field(default_factory=Metrics)
     session: aiohttp.ClientSession | None = None
-    buckets: dict[str, _Bucket] = field(default_factory=dict)
     #: Cancellation events of open streams, per agent id, so a revocation ends them now.
     streams: dict[str, set[asyncio.Event]] = field(default_factory=lambda: defaultdict(set))
 
@@ -189,19 +192,14 @@ async def _authenticate(state: ProxyState, request: web.Request) -> Caller | web
     )
 
 
-def _rate_limited(state: ProxyState, caller: Caller) -> float | None:
-    """Seconds to wait if the caller is over its rate (token bucket), else None."""
+async def _rate_limited(state: ProxyState, caller: Caller) -> float | None:
+    """Seconds to wait if the caller is over its rate, else None. The bucket is in the
+    store, so workers and replicas sharing it enforce one rate per principal."""
     if caller.rate_per_s is None:
         return None
-    now = time.monotonic()
-    burst = max(1.0, caller.rate_per_s)
-    bucket = state.buckets.setdefault(caller.principal, _Bucket(tokens=burst, at=now))
-    bucket.tokens = min(burst, bucket.tokens + (now - bucket.at) * caller.rate_per_s)
-    bucket.at = now
-    if bucket.tokens >= 1:
-        bucket.tokens -= 1
-        return None
-    return (1 - bucket.tokens) / caller.rate_per_s
+    return await state.guard.store.take_token(
+        f"principal:{caller.principal}", caller.rate_per_s, time.time()
+    )
 
 
 @web.middleware
@@ -213,7 +211,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if isinstance(result, web.Response):
         state.metrics.inc("redline_guard_requests_total", route=request.path, status="401")
         return result
-    wait = _rate_limited(state, result)
+    wait = await _rate_limited(state, result)
     if wait is not None:
         state.metrics.inc("redline_guard_requests_total", route=request.path, status="429")
         return error_response(
@@ -593,17 +591,22 @@ async def models(request: web.Request) -> web.StreamResponse:
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
-    guard = request.app[STATE].guard
-    return json_response(
-        200,
-        {
-            "status": "ok",
-            "policy": guard.policy.id,
-            "policy_digest": guard.policy.digest(),
-            "armed": guard.status.armed,
-            "inactive": guard.status.inactive,
-        },
-    )
+    state = request.app[STATE]
+    guard = state.guard
+    body: dict[str, Any] = {
+        "status": "ok",
+        "policy": guard.policy.id,
+        "policy_digest": guard.policy.digest(),
+        "armed": guard.status.armed,
+        "inactive": guard.status.inactive,
+    }
+    if state.config.worker is not None:
+        body["worker"] = state.config.worker
+    return json_response(200, body)
+
+
+def open_streams(state: ProxyState) -> int:
+    return sum(len(s) for s in state.streams.values())
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
@@ -611,9 +614,14 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     if not state.config.public_metrics:
         require(request, "admin", "reviewer")
     pending = await state.guard.reviews.pending()
-    state.metrics.set("redline_guard_reviews_pending", len(pending))
-    state.metrics.set("redline_guard_open_streams", sum(len(s) for s in state.streams.values()))
-    return web.Response(text=state.metrics.render(), content_type="text/plain")
+    state.metrics.set("redline_guard_open_streams", open_streams(state))
+    shown = state.metrics
+    own, folder = state.config.metrics_file(), state.config.metrics_dir
+    if own is not None and folder is not None:
+        shown = state.metrics.merged(sorted(p for p in folder.glob("w*.json") if p != own))
+    # The queue is in the shared store: the same number in every worker, set once.
+    shown.set("redline_guard_reviews_pending", len(pending))
+    return web.Response(text=shown.render(), content_type="text/plain")
 
 
 def create_guard_app(guard: Guard, keys: KeyRing, config: ProxyConfig) -> web.Application:

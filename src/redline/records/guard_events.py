@@ -7,6 +7,7 @@ a summary unless the organisation opts in (``excerpts``).
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -81,9 +82,15 @@ def read_event_summaries(path: Path) -> list[GuardEventSummary]:
 
 def append_event_summaries(path: Path, summaries: list[GuardEventSummary]) -> None:
     """Append summaries as JSON Lines (what ``redline observatory push --events`` and
-    ``redline drift --events`` read); one write per batch, so lines are never torn."""
+    ``redline drift --events`` read). One ``O_APPEND`` write per batch, so lines from the
+    workers of one guard sharing the file are never torn or interleaved."""
     if not summaries:
         return
-    data = "".join(s.model_dump_json(by_alias=True) + "\n" for s in summaries)
-    with path.open("a", encoding="utf-8") as f:
-        f.write(data)
+    data = "".join(s.model_dump_json(by_alias=True) + "\n" for s in summaries).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        written = os.write(fd, data)
+    finally:
+        os.close(fd)
+    if written != len(data):
+        raise OSError(f"{path}: short write ({written} of {len(data)} bytes)")

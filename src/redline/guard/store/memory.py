@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from redline.errors import InputError
+from redline.guard import rate_limit
 from redline.guard.store.base import AgentRecord, LedgerEntry, ReviewItem, ReviewStatus
 
 
@@ -24,6 +25,7 @@ class MemoryStore:
         self._agents: dict[str, AgentRecord] = {}
         self._by_credential: dict[str, str] = {}
         self._children: dict[str, list[str]] = {}
+        self._buckets: dict[str, rate_limit.Bucket] = {}
 
     async def get_ledgers(self, keys: Sequence[str]) -> list[LedgerEntry | None]:
         return [self._ledgers.get(key) for key in keys]
@@ -35,6 +37,11 @@ class MemoryStore:
             entry = update(self._ledgers.get(key))
             self._ledgers[key] = entry
             return entry
+
+    async def take_token(self, key: str, rate_per_s: float, now: float) -> float | None:
+        with self._lock:
+            self._buckets[key], wait = rate_limit.take(self._buckets.get(key), rate_per_s, now)
+            return wait
 
     async def add_review(self, item: ReviewItem) -> None:
         with self._lock:

@@ -5,22 +5,24 @@ deployments. Read-modify-write is optimistic: the guard's Python update cannot r
 Redis, so it runs here and is committed by compare-and-set, and runs again when another
 replica changed the value in between, so no update is lost.
 
-Ledger updates, the hot path, use a small Lua compare-and-set (``_CAS``) against the value
-this client last saw (an LRU of ``LEDGER_CACHE_KEYS``): one round trip when nobody else
-wrote the key, one more per conflict, since a failed CAS returns the current value.
+Ledger updates and rate-limit buckets, the hot path, use a small Lua compare-and-set
+(``_CAS``) against the value this client last saw (an LRU of ``LEDGER_CACHE_KEYS``): one
+round trip when nobody else wrote the key, one more per conflict, since a failed CAS returns
+the current value.
 Measured in ``bench/guard_state.py``, this costs about a third of the client CPU of
 ``WATCH``/``MULTI`` (three round trips and a reserved connection). Comparing whole values
 is safe against ABA: an identical string is an identical entry. Reviews and agents, which
 change rarely, use ``WATCH``/``MULTI``.
 
 Layout (``P`` = prefix): ``P ledger:KEY``, ``P review:ID`` and the sorted set ``P reviews``
-(by creation time), ``P agent:ID``, ``P cred:SHA256`` (→ agent id), ``P children:ID``
-(list of child ids, in registration order).
+(by creation time), ``P bucket:PRINCIPAL`` (``[tokens, at]``), ``P agent:ID``,
+``P cred:SHA256`` (→ agent id), ``P children:ID`` (list of child ids, in registration order).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import urllib.parse
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -33,6 +35,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
 from redline.errors import InputError
+from redline.guard import rate_limit
 from redline.guard.store.base import AgentRecord, LedgerEntry, ReviewItem, ReviewStatus
 from redline.models.errors import TargetTimeoutError, TargetUnreachableError
 
@@ -146,17 +149,32 @@ class RedisStore:
     async def update_ledger(
         self, key: str, update: Callable[[LedgerEntry | None], LedgerEntry]
     ) -> LedgerEntry:
-        k = self._k("ledger", key)
+        def step(raw: str | None) -> tuple[str, LedgerEntry]:
+            entry = update(LedgerEntry.model_validate_json(raw) if raw else None)
+            return entry.model_dump_json(), entry
+
+        return await self._compare_and_set(self._k("ledger", key), step)
+
+    async def take_token(self, key: str, rate_per_s: float, now: float) -> float | None:
+        def step(raw: str | None) -> tuple[str, float | None]:
+            old = rate_limit.Bucket(*json.loads(raw)) if raw else None
+            bucket, wait = rate_limit.take(old, rate_per_s, now)
+            return json.dumps([bucket.tokens, bucket.at]), wait
+
+        return await self._compare_and_set(self._k("bucket", key), step)
+
+    async def _compare_and_set(self, k: str, step: Callable[[str | None], tuple[str, T]]) -> T:
+        """Apply ``step`` (old value → new value and a result) to key ``k`` by ``_CAS`` from
+        the value this client last saw, again from the current value after each conflict."""
         async with self._reachable(), self._key_lock(k):
             raw = self._seen.get(k)
             for _ in range(MAX_WATCH_ATTEMPTS):
-                entry = update(LedgerEntry.model_validate_json(raw) if raw else None)
-                new = entry.model_dump_json()
-                result = await self._cas(keys=[k], args=[raw or "", new])
-                if result[0] == 1:
+                new, result = step(raw)
+                reply = await self._cas(keys=[k], args=[raw or "", new])
+                if reply[0] == 1:
                     self._remember(k, new)
-                    return entry
-                raw = _text(result[1]) if len(result) > 1 else None
+                    return result
+                raw = _text(reply[1]) if len(reply) > 1 else None
         raise StoreContentionError(
             f"guard store: {k!r} kept changing for {MAX_WATCH_ATTEMPTS} attempts"
         )

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from redline.errors import InputError, RedlineError
+from redline.guard import rate_limit
 from redline.guard.store.base import AgentRecord, LedgerEntry, ReviewItem, ReviewStatus
 
 #: First and largest pause between attempts while another process holds the write lock.
@@ -39,6 +40,8 @@ CREATE TABLE IF NOT EXISTS agents (
     id TEXT PRIMARY KEY, parent TEXT, credential_sha256 TEXT NOT NULL UNIQUE,
     record TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS agents_parent ON agents (parent);
+CREATE TABLE IF NOT EXISTS buckets (
+    key TEXT PRIMARY KEY, tokens REAL NOT NULL, at REAL NOT NULL);
 """
 
 T = TypeVar("T")
@@ -138,6 +141,18 @@ class SQLiteStore:
                 (key, entry.risk, entry.near_misses, entry.trips, entry.updated_at),
             )
             return entry
+
+        return await self._run(tx, write=True)
+
+    async def take_token(self, key: str, rate_per_s: float, now: float) -> float | None:
+        def tx(db: sqlite3.Connection) -> float | None:
+            row = db.execute("SELECT tokens, at FROM buckets WHERE key = ?", (key,)).fetchone()
+            bucket, wait = rate_limit.take(
+                rate_limit.Bucket(*row) if row is not None else None, rate_per_s, now
+            )
+            db.execute("INSERT OR REPLACE INTO buckets VALUES (?, ?, ?)",
+                       (key, bucket.tokens, bucket.at))
+            return wait
 
         return await self._run(tx, write=True)
 
