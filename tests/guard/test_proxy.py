@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from redline.guard.audit import verify_audit
+from tests.guard.conftest import RedisServer
 from tests.guard.proxy_fixtures import (
     ADMIN_KEY,
     CLIENT_KEY,
@@ -335,3 +336,29 @@ async def test_ledger_ends_a_session_of_repeated_probing(tmp_path: Path, store: 
             assert third[1]["redline"]["decision"] == "end_session"
             other = await proxy.chat(USER, headers={"X-Redline-Session": "s2"})
             assert other[0] == 200 and _content(other[1]) == "I can't share that."
+
+
+async def test_a_store_outage_fails_closed_with_503(tmp_path: Path,
+                                                    own_redis: RedisServer) -> None:
+    """The guard's own Redis goes away mid-deployment: requests get 503 naming the store,
+    nothing reaches the upstream, and the Redis address stays out of the answer."""
+    with ScriptedServer(Script(reply=lambda m: "hello")) as up:
+        async with running_proxy(tmp_path, up.url, store=own_redis.url) as proxy:
+            status, _, _ = await proxy.chat(USER)
+            assert status == 200
+            own_redis.proc.terminate()
+            await asyncio.to_thread(own_redis.proc.wait, 10)
+            for key in (CLIENT_KEY, LIMITED_KEY):
+                status, body, headers = await proxy.chat(USER, key=key)
+                assert status == 503, body
+                assert body["error"]["code"] == "store_unavailable"
+                assert "redis" not in json.dumps(body).lower()
+                assert headers["Retry-After"] == "1"
+            # Metrics still answer, so the outage shows on the dashboards.
+            async with proxy.http.get(f"{proxy.url}/metrics",
+                                      headers=proxy.headers(ADMIN_KEY)) as r:
+                text = await r.text()
+            assert r.status == 200
+            assert "redline_guard_store_errors_total 2" in text
+            assert "redline_guard_reviews_pending" not in text
+    assert len(up.script.requests) == 1

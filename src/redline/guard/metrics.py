@@ -46,6 +46,7 @@ class Metrics:
             "redline_guard_checks_total": "Items checked, by surface.",
             "redline_guard_decisions_total": "Decisions that were not allow, by action.",
             "redline_guard_upstream_errors_total": "Upstream failures, by kind.",
+            "redline_guard_store_errors_total": "Requests refused (503): state store down.",
         }
 
     def inc(self, name: str, value: float = 1.0, **labels: str) -> None:

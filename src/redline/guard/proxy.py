@@ -10,7 +10,8 @@ a final stream chunk) that says which red line stopped it. Review and agent rout
 
 HTTP statuses: 400 unreadable request, 401 missing/wrong/revoked key, 403 role missing,
 413 body over the limit, 429 rate limit (with Retry-After), 502/504 upstream failure,
-202 held for review (with the review's id and where to fetch the result).
+503 state store unavailable (nothing forwarded), 202 held for review (with the review's id
+and where to fetch the result).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from redline.guard.decision import Decision, most_severe, redact
 from redline.guard.engine import Guard, Scope
 from redline.guard.metrics import Metrics
 from redline.guard.revocation import RevokedError, UnknownCredentialError
+from redline.guard.store.base import StoreUnavailableError
 from redline.guard.streaming import DONE, HoldBack, LineSplitter, Reply, parse_event
 from redline.policy.model import Action
 from redline.records.chat import ChatMessage
@@ -54,6 +56,8 @@ DECISION_HEADER = "X-Redline-Decision"
 AGENT_CREDENTIAL_PREFIX = "rla_"
 #: How often an idle stream wakes to notice that its agent was revoked.
 IDLE_POLL_S = 0.25
+#: Retry-After (seconds) on 503 while the state store is unavailable.
+STORE_RETRY_AFTER_S = 1
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -238,6 +242,18 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(400, str(exc), "invalid_request")
     except HttpError as exc:
         return error_response(exc.status, exc.message, exc.code, exc.type_)
+    except StoreUnavailableError as exc:
+        # Fail closed: without its ledgers and reviews the guard cannot check, so nothing is
+        # forwarded. The store's address stays in the log, not in the client's answer.
+        logger.error("guard store unavailable: %s", exc)
+        request.app[STATE].metrics.inc("redline_guard_store_errors_total")
+        return error_response(
+            503,
+            "the guard's state store is unavailable; the request was not forwarded",
+            "store_unavailable",
+            "service_unavailable",
+            headers={"Retry-After": str(STORE_RETRY_AFTER_S)},
+        )
 
 
 def scope_for(request: web.Request) -> Scope:
@@ -613,14 +629,19 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     if not state.config.public_metrics:
         require(request, "admin", "reviewer")
-    pending = await state.guard.reviews.pending()
+    try:
+        pending: int | None = len(await state.guard.reviews.pending())
+    except StoreUnavailableError as exc:
+        logger.error("guard store unavailable: %s", exc)
+        pending = None
     state.metrics.set("redline_guard_open_streams", open_streams(state))
     shown = state.metrics
     own, folder = state.config.metrics_file(), state.config.metrics_dir
     if own is not None and folder is not None:
         shown = state.metrics.merged(sorted(p for p in folder.glob("w*.json") if p != own))
     # The queue is in the shared store: the same number in every worker, set once.
-    shown.set("redline_guard_reviews_pending", len(pending))
+    if pending is not None:
+        shown.set("redline_guard_reviews_pending", pending)
     return web.Response(text=shown.render(), content_type="text/plain")
 
 

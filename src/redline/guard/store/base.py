@@ -12,7 +12,16 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from redline.errors import RedlineError
+
 ReviewStatus = Literal["pending", "approved", "denied", "expired"]
+
+
+class StoreUnavailableError(RedlineError):
+    """The store could not answer (unreachable, locked, contended): what the proxy turns
+    into 503 without forwarding anything, since it cannot check without its state."""
+
+    exit_code = 3
 
 
 class LedgerEntry(BaseModel):

@@ -36,7 +36,13 @@ from redis.exceptions import WatchError
 
 from redline.errors import InputError
 from redline.guard import rate_limit
-from redline.guard.store.base import AgentRecord, LedgerEntry, ReviewItem, ReviewStatus
+from redline.guard.store.base import (
+    AgentRecord,
+    LedgerEntry,
+    ReviewItem,
+    ReviewStatus,
+    StoreUnavailableError,
+)
 from redline.models.errors import TargetTimeoutError, TargetUnreachableError
 
 DEFAULT_PREFIX = "redline:guard:"
@@ -62,11 +68,11 @@ return {0, cur}
 T = TypeVar("T")
 
 
-class StoreUnreachableError(TargetUnreachableError):
+class StoreUnreachableError(TargetUnreachableError, StoreUnavailableError):
     """The Redis server did not answer (exit code 3, like an unreachable target)."""
 
 
-class StoreContentionError(TargetTimeoutError):
+class StoreContentionError(TargetTimeoutError, StoreUnavailableError):
     """One key changed under every one of ``MAX_WATCH_ATTEMPTS`` transactions."""
 
 

@@ -18,9 +18,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from redline.errors import InputError, RedlineError
+from redline.errors import InputError
 from redline.guard import rate_limit
-from redline.guard.store.base import AgentRecord, LedgerEntry, ReviewItem, ReviewStatus
+from redline.guard.store.base import (
+    AgentRecord,
+    LedgerEntry,
+    ReviewItem,
+    ReviewStatus,
+    StoreUnavailableError,
+)
 
 #: First and largest pause between attempts while another process holds the write lock.
 BUSY_BACKOFF_S = (0.0005, 0.02)
@@ -47,10 +53,8 @@ CREATE TABLE IF NOT EXISTS buckets (
 T = TypeVar("T")
 
 
-class StoreBusyError(RedlineError):
+class StoreBusyError(StoreUnavailableError):
     """The database stayed locked by another process for longer than ``BUSY_DEADLINE_S``."""
-
-    exit_code = 3
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:
