@@ -362,3 +362,28 @@ async def test_a_store_outage_fails_closed_with_503(tmp_path: Path,
             assert "redline_guard_store_errors_total 2" in text
             assert "redline_guard_reviews_pending" not in text
     assert len(up.script.requests) == 1
+
+
+async def test_a_store_outage_mid_stream_ends_it_with_an_error_event(
+    tmp_path: Path, own_redis: RedisServer
+) -> None:
+    reply = "one two three four five six seven eight nine ten eleven twelve"
+    with ScriptedServer(Script(reply=lambda m: reply, chunk_delay=0.15)) as up:
+        async with running_proxy(tmp_path, up.url, store=own_redis.url) as proxy:
+            events: list[dict[str, Any]] = []
+            async with proxy.http.post(f"{proxy.url}/v1/chat/completions",
+                                       json={"model": "m", "messages": USER, "stream": True},
+                                       headers=proxy.headers()) as resp:
+                assert resp.status == 200
+                async for line in resp.content:
+                    text = line.decode().strip()
+                    if not text.startswith("data:"):
+                        continue
+                    events.append(json.loads(text[5:]))
+                    if len(events) == 1:
+                        own_redis.proc.terminate()
+    assert events[-1]["error"]["code"] == "store_unavailable"
+    shown = "".join(e["choices"][0]["delta"].get("content") or "" for e in events[:-1])
+    # What was released had passed its checks; the rest never reached the client.
+    assert shown and shown != reply
+    assert reply.startswith(shown)

@@ -58,6 +58,7 @@ AGENT_CREDENTIAL_PREFIX = "rla_"
 IDLE_POLL_S = 0.25
 #: Retry-After (seconds) on 503 while the state store is unavailable.
 STORE_RETRY_AFTER_S = 1
+STORE_UNAVAILABLE = "the guard's state store is unavailable"
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -249,7 +250,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         request.app[STATE].metrics.inc("redline_guard_store_errors_total")
         return error_response(
             503,
-            "the guard's state store is unavailable; the request was not forwarded",
+            STORE_UNAVAILABLE + "; the request was not forwarded",
             "store_unavailable",
             "service_unavailable",
             headers={"Retry-After": str(STORE_RETRY_AFTER_S)},
@@ -519,6 +520,13 @@ async def _stream(
     try:
         if await _relay(hold, resp.content, out, cancelled, stop) is None:
             _count(state, "output", Decision(action="allow"))
+    except StoreUnavailableError as exc:
+        # Headers are sent: end the stream with an error event (what OpenAI clients raise
+        # on); the held window never reaches the client.
+        logger.error("guard store unavailable mid-stream: %s", exc)
+        state.metrics.inc("redline_guard_store_errors_total")
+        await out.write(wire.sse(wire.error_body(STORE_UNAVAILABLE, "service_unavailable",
+                                                 "store_unavailable")))
     finally:
         resp.release()
         if scope.agent is not None:
