@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from redline.observatory.webhooks import SIGNATURE_HEADER, verify_signature
+from redline.observatory.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, verify_signature
 from tests.observatory.conftest import Member, Observatory
 from tests.observatory.guardfeed import push, summaries_from_decisions, summaries_from_guard
 
@@ -145,7 +145,47 @@ def test_webhook_retried_with_backoff_until_accepted(obs: Observatory) -> None:
         assert result.alerts == 1
         obs.drain()
     assert [status for _, _, status in hook.calls] == [500, 500, 204]
+    hook_id = obs.get("/api/webhooks", lab).json()[0]["id"]
+    (kept,) = obs.get(f"/api/webhooks/{hook_id}/deliveries", lab).json()
+    assert (kept["status"], kept["attempts"], kept["last_error"]) == ("delivered", 3, "")
     bodies = {body for _, body, _ in hook.calls}
     assert len(bodies) == 1  # the same alert each time
     assert all(verify_signature(SECRET, body, h[SIGNATURE_HEADER]) for h, body, _ in hook.calls)
     assert json.loads(hook.calls[0][1])["alert"]["rule"] == "red_line_crossed"
+
+
+def test_a_missed_alert_is_kept_and_sent_again_on_request(obs: Observatory) -> None:
+    """Every retry fails: the delivery is listed as failed with why; once the receiver is
+    back, a reviewer redelivers it (same id and alert, fresh signature). Another
+    organisation can neither see nor resend it."""
+    lab, other = obs.member("lab-a", "reviewer"), obs.member("lab-b", "reviewer")
+    block = ("rl4-cyberattacks", "CAT.CYBER", "output", "block")
+    with Receiver(fail_first=5) as hook:
+        hook_id = obs.post("/api/webhooks", lab, {"url": hook.url, "secret": SECRET}
+                           ).json()["id"]
+        assert push(obs.url, lab.token, summaries_from_decisions(
+            "guard-3", START, timedelta(minutes=5), [[block, None, None]])).alerts == 1
+        obs.drain()
+        assert len(hook.calls) == 5  # the default policy: five attempts
+        failed = obs.get(f"/api/webhooks/{hook_id}/deliveries?status=failed", lab).json()
+        assert [(d["attempts"], d["last_error"]) for d in failed] == [(5, "HTTP 500")]
+        assert obs.get(f"/api/webhooks/{hook_id}/deliveries?status=delivered", lab
+                       ).json() == []
+        delivery = failed[0]["id"]
+        assert obs.get(f"/api/webhooks/{hook_id}/deliveries", other).status_code == 404
+        assert obs.post(f"/api/webhooks/deliveries/{delivery}/redeliver", other, None
+                        ).status_code == 404
+
+        again = obs.post(f"/api/webhooks/deliveries/{delivery}/redeliver", lab, None)
+        assert again.status_code == 202 and again.json()["status"] == "pending"
+        obs.drain()
+        assert [status for _, _, status in hook.calls] == [500] * 5 + [204]
+        # Only a failed delivery is sent again.
+        assert obs.post(f"/api/webhooks/deliveries/{delivery}/redeliver", lab, None
+                        ).status_code == 409
+    (kept,) = obs.get(f"/api/webhooks/{hook_id}/deliveries", lab).json()
+    assert (kept["status"], kept["attempts"], kept["last_error"]) == ("delivered", 6, "")
+    first, last = hook.calls[0], hook.calls[-1]
+    assert first[1] == last[1]  # the same alert
+    assert first[0][DELIVERY_HEADER] == last[0][DELIVERY_HEADER] == delivery
+    assert verify_signature(SECRET, last[1], last[0][SIGNATURE_HEADER])

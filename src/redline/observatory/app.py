@@ -16,10 +16,11 @@ from redline.observatory.api import admin, alerts, dashboard, ingest, reports
 from redline.observatory.db import Database, migrate
 from redline.observatory.hub import Hub
 from redline.observatory.limits import BodyLimit
+from redline.observatory.notify import record_outcome
 from redline.observatory.problems import Rejected
 from redline.observatory.settings import Settings
 from redline.observatory.textguard import clean_text
-from redline.observatory.webhooks import RetryPolicy
+from redline.observatory.webhooks import Delivery, Outcome, RetryPolicy
 
 STATIC = Path(__file__).parent / "static"
 
@@ -29,9 +30,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     database = Database(settings.database_url)
     migrate(database.engine)
+
+    def record(d: Delivery, outcome: Outcome) -> None:
+        with database.session() as s:
+            record_outcome(s, d, outcome)
+
     hub = Hub(RetryPolicy(attempts=settings.webhook_attempts,
                           backoff_s=settings.webhook_backoff_s,
-                          timeout_s=settings.webhook_timeout_s))
+                          timeout_s=settings.webhook_timeout_s), record)
 
     @asynccontextmanager
     async def lifespan(running: FastAPI) -> AsyncIterator[None]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 
-from redline.observatory.webhooks import Delivery, RetryPolicy, deliver
+from redline.observatory.webhooks import Delivery, Outcome, RetryPolicy, deliver
 
 #: Alerts buffered per live subscriber before it starts missing them.
 QUEUE_SIZE = 256
@@ -27,28 +27,38 @@ class Subscriber:
         default_factory=lambda: asyncio.Queue(maxsize=QUEUE_SIZE))
 
 
+#: Records a finished webhook call (blocking: run in a worker thread).
+Record = Callable[[Delivery, Outcome], None]
+
+
 class Hub:
-    def __init__(self, policy: RetryPolicy) -> None:
+    def __init__(self, policy: RetryPolicy, record: Record | None = None) -> None:
         self.policy = policy
+        self.record = record
         self._subscribers: set[Subscriber] = set()
-        self._tasks: set[asyncio.Task[int]] = set()
+        self._tasks: set[asyncio.Task[Outcome]] = set()
         self._http: aiohttp.ClientSession | None = None
 
-    def publish(self, alert: dict[str, Any], deliveries: list[Delivery]) -> None:
-        """Hand an alert to the subscribers that may see it and start its webhook calls."""
-        for sub in list(self._subscribers):
-            if sub.accepts(alert):
-                with contextlib.suppress(asyncio.QueueFull):
-                    sub.queue.put_nowait(alert)
+    def publish(self, alert: dict[str, Any] | None, deliveries: list[Delivery]) -> None:
+        """Hand an alert to the subscribers that may see it and start its webhook calls
+        (``alert=None``: only the calls, e.g. a redelivery)."""
+        if alert is not None:
+            for sub in list(self._subscribers):
+                if sub.accepts(alert):
+                    with contextlib.suppress(asyncio.QueueFull):
+                        sub.queue.put_nowait(alert)
         for d in deliveries:
             task = asyncio.get_running_loop().create_task(self._deliver(d))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _deliver(self, d: Delivery) -> int:
+    async def _deliver(self, d: Delivery) -> Outcome:
         if self._http is None:
             self._http = aiohttp.ClientSession()
-        return await deliver(self._http, d, self.policy)
+        outcome = await deliver(self._http, d, self.policy)
+        if self.record is not None:
+            await asyncio.to_thread(self.record, d, outcome)
+        return outcome
 
     @contextlib.asynccontextmanager
     async def subscribe(

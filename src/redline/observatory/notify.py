@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 
 from redline.observatory.auth import Principal
 from redline.observatory.schemas import AlertOut
-from redline.observatory.tables import Alert, Webhook
-from redline.observatory.webhooks import Delivery
+from redline.observatory.tables import Alert, Webhook, WebhookDelivery, now
+from redline.observatory.webhooks import Delivery, Outcome
 
 ALERT_EVENT = "alert"
 
@@ -23,14 +23,36 @@ def alert_out(a: Alert, names: dict[int, str]) -> AlertOut:
 
 
 def deliveries_for(session: Session, a: Alert, names: dict[int, str]) -> list[Delivery]:
-    """One call per active webhook of an organisation that may see the alert."""
+    """One call per active webhook of an organisation that may see the alert, each stored
+    as pending in the alert's own transaction (no alert without its delivery records)."""
     q = select(Webhook).where(Webhook.active.is_(True))
     if a.org_id is not None:
         q = q.where(Webhook.org_id == a.org_id)
     payload = {"event": ALERT_EVENT, "alert": alert_out(a, names).model_dump(mode="json")}
-    return [Delivery(url=w.url, secret=w.secret, event=ALERT_EVENT,
-                     delivery_id=f"alert-{a.id}-hook-{w.id}", payload=payload)
-            for w in session.scalars(q)]
+    out = []
+    for w in session.scalars(q):
+        row = WebhookDelivery(id=f"alert-{a.id}-hook-{w.id}", webhook_id=w.id,
+                              event=ALERT_EVENT, payload=payload, status="pending",
+                              attempts=0, last_error="")
+        session.add(row)
+        out.append(delivery_of(row, w))
+    return out
+
+
+def delivery_of(row: WebhookDelivery, hook: Webhook) -> Delivery:
+    return Delivery(url=hook.url, secret=hook.secret, event=row.event, delivery_id=row.id,
+                    payload=row.payload)
+
+
+def record_outcome(session: Session, d: Delivery, outcome: Outcome) -> None:
+    """Keep what a call came to: attempts add up over redeliveries."""
+    row = session.get(WebhookDelivery, d.delivery_id)
+    if row is None:
+        return
+    row.status = "delivered" if outcome.delivered else "failed"
+    row.attempts += outcome.attempts
+    row.last_error = outcome.error
+    row.updated_at = now()
 
 
 def feed_filter(p: Principal) -> Callable[[dict[str, Any]], bool]:

@@ -150,3 +150,14 @@ class WebhookOut(BaseModel):
     url: str
     active: bool
     created_at: datetime
+
+
+class DeliveryOut(BaseModel):
+    id: str
+    webhook_id: int
+    event: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    last_error: str
+    created_at: datetime
+    updated_at: datetime

@@ -154,6 +154,25 @@ class Webhook(Base):
     created_at: Mapped[datetime] = mapped_column(default=now)
 
 
+class WebhookDelivery(Base):
+    """One alert's call to one webhook, kept after the retries ran out so that an alert a
+    receiver missed is listed and can be sent again instead of being lost."""
+
+    __tablename__ = "webhook_deliveries"
+    #: ``alert-<alert id>-hook-<webhook id>``, sent as ``X-Redline-Delivery`` (receivers
+    #: deduplicate on it).
+    id: Mapped[str] = mapped_column(String(120), primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id"), index=True)
+    event: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    #: ``pending`` (queued or being retried), ``delivered`` or ``failed`` (retries spent).
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    updated_at: Mapped[datetime] = mapped_column(default=now)
+
+
 class Incident(Base):
     __tablename__ = "incidents"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

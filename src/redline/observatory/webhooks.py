@@ -1,4 +1,6 @@
 """Webhook calls: HMAC-SHA256 signed with a timestamp, retried with exponential backoff.
+Each call's outcome is kept (``WebhookDelivery``), so a call whose retries ran out is listed
+and can be sent again (``POST /api/webhooks/deliveries/ID/redeliver``).
 
 The header is ``X-Redline-Signature: t=<unix seconds>,v1=<hex>`` where the hex is
 HMAC-SHA256(secret, ``"<t>." + body``). Signing the timestamp lets a receiver refuse old
@@ -23,6 +25,8 @@ EVENT_HEADER = "X-Redline-Event"
 DELIVERY_HEADER = "X-Redline-Delivery"
 #: Default age beyond which a receiver should refuse a signed call.
 DEFAULT_TOLERANCE_S = 300
+#: Longest failure text kept with a delivery.
+MAX_ERROR_CHARS = 500
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +66,19 @@ class RetryPolicy:
     timeout_s: float
 
 
-async def deliver(http: aiohttp.ClientSession, d: Delivery, policy: RetryPolicy) -> int:
-    """POST until a 2xx answer or the attempts run out; returns the attempts made (the
-    last one failed if it equals ``policy.attempts`` and no 2xx came)."""
+@dataclass(frozen=True)
+class Outcome:
+    attempts: int
+    delivered: bool
+    #: The last failure (``HTTP 500``, a connection error), empty once delivered.
+    error: str = ""
+
+
+async def deliver(http: aiohttp.ClientSession, d: Delivery, policy: RetryPolicy) -> Outcome:
+    """POST until a 2xx answer or the attempts run out."""
     body = json.dumps(d.payload, separators=(",", ":"), sort_keys=True).encode("utf-8")
     timeout = aiohttp.ClientTimeout(total=policy.timeout_s)
+    error = ""
     for attempt in range(1, policy.attempts + 1):
         headers = {"Content-Type": "application/json", EVENT_HEADER: d.event,
                    DELIVERY_HEADER: d.delivery_id,
@@ -74,10 +86,11 @@ async def deliver(http: aiohttp.ClientSession, d: Delivery, policy: RetryPolicy)
         try:
             async with http.post(d.url, data=body, headers=headers, timeout=timeout) as resp:
                 if 200 <= resp.status < 300:
-                    return attempt
-                log.warning("webhook %s answered %s (attempt %d)", d.url, resp.status, attempt)
+                    return Outcome(attempts=attempt, delivered=True)
+                error = f"HTTP {resp.status}"
         except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("webhook %s failed: %s (attempt %d)", d.url, exc, attempt)
+            error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+        log.warning("webhook %s failed: %s (attempt %d)", d.url, error, attempt)
         if attempt < policy.attempts:
             await asyncio.sleep(policy.backoff_s * 2 ** (attempt - 1))
-    return policy.attempts
+    return Outcome(attempts=policy.attempts, delivered=False, error=error)

@@ -5,19 +5,21 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import or_, select
+from starlette.concurrency import run_in_threadpool
 
 from redline.observatory.api.deps import RowId, db, hub, slugs
 from redline.observatory.auth import Principal, optional_principal, require, unauthorized
-from redline.observatory.notify import alert_out, feed_filter
-from redline.observatory.problems import not_found
-from redline.observatory.schemas import AlertOut, WebhookCreate, WebhookOut
-from redline.observatory.tables import Alert, Webhook
+from redline.observatory.notify import alert_out, delivery_of, feed_filter
+from redline.observatory.problems import Rejected, not_found
+from redline.observatory.schemas import AlertOut, DeliveryOut, WebhookCreate, WebhookOut
+from redline.observatory.tables import Alert, Webhook, WebhookDelivery, now
 from redline.observatory.visibility import can_read_alert
+from redline.observatory.webhooks import Delivery
 
 router = APIRouter(prefix="/api", tags=["alerts"])
 Member = Annotated[Principal, Depends(require("member"))]
@@ -91,3 +93,55 @@ def disable_webhook(hook_id: RowId, request: Request, p: Reviewer) -> WebhookOut
             raise not_found(f"webhook {hook_id}")
         hook.active = False
         return _hook_out(hook)
+
+
+def _delivery_out(d: WebhookDelivery) -> DeliveryOut:
+    return DeliveryOut(id=d.id, webhook_id=d.webhook_id, event=d.event, status=d.status,
+                       attempts=d.attempts, last_error=d.last_error,
+                       created_at=d.created_at, updated_at=d.updated_at)
+
+
+@router.get("/webhooks/{hook_id}/deliveries", response_model=list[DeliveryOut])
+def list_deliveries(hook_id: RowId, request: Request, p: Reviewer,
+                    status: Literal["pending", "delivered", "failed"] | None = None,
+                    limit: int = 100) -> list[DeliveryOut]:
+    """Calls to one of your webhooks, newest first; ``status=failed`` lists the alerts it
+    missed after every retry."""
+    limit = max(1, min(limit, 1000))
+    with db(request).session() as s:
+        hook = s.get(Webhook, hook_id)
+        if hook is None or hook.org_id != p.org_id:
+            raise not_found(f"webhook {hook_id}")
+        q = select(WebhookDelivery).where(WebhookDelivery.webhook_id == hook_id)
+        if status is not None:
+            q = q.where(WebhookDelivery.status == status)
+        q = q.order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
+        return [_delivery_out(d) for d in s.scalars(q.limit(limit))]
+
+
+@router.post("/webhooks/deliveries/{delivery_id}/redeliver", response_model=DeliveryOut,
+             status_code=202)
+async def redeliver(delivery_id: Annotated[str, Path(max_length=120)], request: Request,
+                    p: Reviewer) -> DeliveryOut:
+    """Send a failed delivery again (same id and payload, a fresh signature) with the full
+    retry policy; 409 unless it failed, or if its webhook is disabled."""
+    database = db(request)
+
+    def work() -> tuple[DeliveryOut, Delivery]:
+        with database.session() as s:
+            row = s.get(WebhookDelivery, delivery_id)
+            hook = s.get(Webhook, row.webhook_id) if row is not None else None
+            if row is None or hook is None or hook.org_id != p.org_id:
+                raise not_found(f"delivery {delivery_id}")
+            if row.status != "failed":
+                raise Rejected("conflict", f"delivery {delivery_id} is {row.status}; only a "
+                               "failed delivery is sent again", status=409)
+            if not hook.active:
+                raise Rejected("conflict", f"webhook {hook.id} is disabled", status=409)
+            row.status, row.updated_at = "pending", now()
+            s.flush()
+            return _delivery_out(row), delivery_of(row, hook)
+
+    out, call = await run_in_threadpool(work)
+    hub(request).publish(None, [call])
+    return out
