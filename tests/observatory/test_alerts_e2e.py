@@ -8,13 +8,14 @@ import json
 import queue
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from redline.observatory.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, verify_signature
-from tests.observatory.conftest import Member, Observatory
+from tests.observatory.conftest import Member, Observatory, serve
 from tests.observatory.guardfeed import push, summaries_from_decisions, summaries_from_guard
 
 SECRET = "webhook-secret-0123456789"
@@ -189,3 +190,58 @@ def test_a_missed_alert_is_kept_and_sent_again_on_request(obs: Observatory) -> N
     assert first[1] == last[1]  # the same alert
     assert first[0][DELIVERY_HEADER] == last[0][DELIVERY_HEADER] == delivery
     assert verify_signature(SECRET, last[1], last[0][SIGNATURE_HEADER])
+
+
+def test_a_delivery_cut_off_by_a_restart_can_be_sent_again(db_url: str) -> None:
+    """The observatory stops while a receiver is slow to answer: the delivery stays pending.
+    After a restart, once longer than a whole retry policy has passed, it counts as
+    abandoned and a reviewer can send it again."""
+    answer = threading.Event()
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            arrived.append(self.headers[DELIVERY_HEADER])
+            answer.wait(30)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    arrived: list[str] = []
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    block = ("rl4-cyberattacks", "CAT.CYBER", "output", "block")
+    try:
+        first = serve(db_url, webhook_attempts=1, webhook_timeout_s=60)
+        obs = next(first)
+        lab = obs.member("lab-a", "reviewer")
+        hook_id = obs.post("/api/webhooks", lab, {
+            "url": f"http://127.0.0.1:{receiver.server_address[1]}/hook", "secret": SECRET,
+        }).json()["id"]
+        push(obs.url, lab.token, summaries_from_decisions(
+            "guard-4", START, timedelta(minutes=5), [[block, None, None]]))
+        deadline = time.monotonic() + 30
+        while not arrived and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (delivery,) = arrived
+        first.close()  # the observatory stops with the call in flight
+
+        second = serve(db_url, webhook_attempts=1, webhook_timeout_s=0.2)
+        obs = next(second)
+        (kept,) = obs.get(f"/api/webhooks/{hook_id}/deliveries", lab).json()
+        assert (kept["id"], kept["status"]) == (delivery, "pending")
+        time.sleep(0.3)  # longer than the new policy's whole retry window
+        answer.set()
+        assert obs.post(f"/api/webhooks/deliveries/{delivery}/redeliver", lab, None
+                        ).status_code == 202
+        obs.drain()
+        (kept,) = obs.get(f"/api/webhooks/{hook_id}/deliveries", lab).json()
+        assert (kept["status"], kept["attempts"]) == ("delivered", 1)
+        assert arrived == [delivery, delivery]
+        second.close()
+    finally:
+        answer.set()
+        receiver.shutdown()
+        receiver.server_close()

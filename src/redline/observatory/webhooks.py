@@ -65,6 +65,12 @@ class RetryPolicy:
     backoff_s: float
     timeout_s: float
 
+    def longest_s(self) -> float:
+        """The most one delivery can take: a delivery pending for longer was abandoned (its
+        process stopped mid-way) and may be sent again."""
+        waits = sum(self.backoff_s * 2.0**i for i in range(self.attempts - 1))
+        return self.attempts * self.timeout_s + waits
+
 
 @dataclass(frozen=True)
 class Outcome:

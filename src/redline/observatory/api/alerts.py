@@ -119,13 +119,20 @@ def list_deliveries(hook_id: RowId, request: Request, p: Reviewer,
         return [_delivery_out(d) for d in s.scalars(q.limit(limit))]
 
 
+def _may_resend(row: WebhookDelivery, longest_s: float) -> bool:
+    if row.status == "failed":
+        return True
+    return row.status == "pending" and (now() - row.updated_at).total_seconds() > longest_s
+
+
 @router.post("/webhooks/deliveries/{delivery_id}/redeliver", response_model=DeliveryOut,
              status_code=202)
 async def redeliver(delivery_id: Annotated[str, Path(max_length=120)], request: Request,
                     p: Reviewer) -> DeliveryOut:
     """Send a failed delivery again (same id and payload, a fresh signature) with the full
-    retry policy; 409 unless it failed, or if its webhook is disabled."""
-    database = db(request)
+    retry policy. A delivery still pending long after its retries would have ended (its
+    process stopped) counts as failed. 409 otherwise, or if the webhook is disabled."""
+    database, longest_s = db(request), hub(request).policy.longest_s()
 
     def work() -> tuple[DeliveryOut, Delivery]:
         with database.session() as s:
@@ -133,9 +140,9 @@ async def redeliver(delivery_id: Annotated[str, Path(max_length=120)], request: 
             hook = s.get(Webhook, row.webhook_id) if row is not None else None
             if row is None or hook is None or hook.org_id != p.org_id:
                 raise not_found(f"delivery {delivery_id}")
-            if row.status != "failed":
+            if not _may_resend(row, longest_s):
                 raise Rejected("conflict", f"delivery {delivery_id} is {row.status}; only a "
-                               "failed delivery is sent again", status=409)
+                               "failed or abandoned delivery is sent again", status=409)
             if not hook.active:
                 raise Rejected("conflict", f"webhook {hook.id} is disabled", status=409)
             row.status, row.updated_at = "pending", now()
