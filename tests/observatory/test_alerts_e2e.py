@@ -58,13 +58,15 @@ class SseReader:
     """Reads the live feed over a plain socket in a thread; alerts land in a queue. (A raw
     socket, so closing it ends the read at once, as a browser closing a tab would.)"""
 
-    def __init__(self, obs: Observatory, who: Member) -> None:
+    def __init__(self, obs: Observatory, who: Member, last_event_id: str | None = None
+                 ) -> None:
         self.alerts: queue.Queue[dict[str, Any]] = queue.Queue()
         self.connected = threading.Event()
         host, port = obs.url.removeprefix("http://").split(":")
         self.sock = socket.create_connection((host, int(port)), timeout=60)
+        resume = f"Last-Event-ID: {last_event_id}\r\n" if last_event_id is not None else ""
         self.sock.sendall(f"GET /api/alerts/stream HTTP/1.1\r\nHost: {host}\r\n"
-                          f"Authorization: Bearer {who.token}\r\n"
+                          f"Authorization: Bearer {who.token}\r\n{resume}"
                           "Accept: text/event-stream\r\n\r\n".encode())
         self.head: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
@@ -245,3 +247,33 @@ def test_a_delivery_cut_off_by_a_restart_can_be_sent_again(db_url: str) -> None:
         answer.set()
         receiver.shutdown()
         receiver.server_close()
+
+
+def test_a_reconnecting_feed_gets_what_it_missed_then_live_alerts(obs: Observatory) -> None:
+    lab, other = obs.member("lab-a"), obs.member("lab-b")
+    block = ("rl4-cyberattacks", "CAT.CYBER", "output", "block")
+
+    def raise_alert(who: Member, guard: str) -> int:
+        assert push(obs.url, who.token, summaries_from_decisions(
+            guard, START, timedelta(minutes=5), [[block, None, None]])).alerts == 1
+        return int(obs.get("/api/alerts", who).json()[0]["id"])
+
+    seen = raise_alert(lab, "guard-a1")
+    missed = raise_alert(lab, "guard-a2")
+    raise_alert(other, "guard-b1")  # not lab-a's to see
+    feed = SseReader(obs, lab, last_event_id=str(seen))
+    try:
+        assert feed.alerts.get(timeout=30)["id"] == missed
+        live = raise_alert(lab, "guard-a3")
+        assert feed.alerts.get(timeout=30)["id"] == live
+        assert feed.alerts.empty()
+    finally:
+        feed.close()
+    # A header that is not an alert id is ignored: the feed is live only.
+    fresh = SseReader(obs, lab, last_event_id="not-a-number")
+    try:
+        live = raise_alert(lab, "guard-a4")
+        assert fresh.alerts.get(timeout=30)["id"] == live
+        assert fresh.alerts.empty()
+    finally:
+        fresh.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import StreamingResponse
@@ -27,6 +27,8 @@ Reviewer = Annotated[Principal, Depends(require("reviewer"))]
 MaybeMember = Annotated[Principal | None, Depends(optional_principal)]
 #: Seconds between keep-alive comments on an idle feed (proxies drop silent connections).
 HEARTBEAT_S = 15.0
+#: Most alerts replayed to a client resuming the feed with Last-Event-ID.
+RESUME_MAX = 1000
 
 
 @router.get("/alerts", response_model=list[AlertOut])
@@ -41,22 +43,54 @@ def list_alerts(request: Request, p: Member, limit: int = 100) -> list[AlertOut]
         return [alert_out(a, names) for a in rows if can_read_alert(p, a)]
 
 
+def _missed(request: Request, p: Principal, after: int) -> list[dict[str, Any]]:
+    """Alerts after id ``after`` the caller may read, oldest first (at most ``RESUME_MAX``)."""
+    with db(request).session() as s:
+        names = slugs(s)
+        q = select(Alert).where(Alert.id > after)
+        if not p.can("coordinator"):
+            q = q.where(or_(Alert.org_id.is_(None), Alert.org_id == p.org_id))
+        rows = s.scalars(q.order_by(Alert.id).limit(RESUME_MAX))
+        return [alert_out(a, names).model_dump(mode="json") for a in rows
+                if can_read_alert(p, a)]
+
+
+def _last_event_id(request: Request) -> int | None:
+    raw = request.headers.get("Last-Event-ID", "").strip()
+    return int(raw) if raw.isdigit() and len(raw) <= 18 else None
+
+
+def _event(alert: dict[str, Any]) -> str:
+    return f"id: {alert['id']}\nevent: alert\ndata: {json.dumps(alert)}\n\n"
+
+
 async def _feed(request: Request, p: Principal) -> AsyncIterator[str]:
     async with hub(request).subscribe(feed_filter(p)) as queue:
         yield ": connected\n\n"
+        # A reconnecting client (EventSource sends Last-Event-ID) first gets what it missed.
+        # Subscribed before reading, so nothing falls between; live alerts already sent
+        # from the backlog are skipped by id.
+        sent = _last_event_id(request)
+        if sent is not None:
+            for alert in await run_in_threadpool(_missed, request, p, sent):
+                sent = max(sent, int(alert["id"]))
+                yield _event(alert)
         while not await request.is_disconnected():
             try:
                 alert = await asyncio.wait_for(queue.get(), timeout=HEARTBEAT_S)
             except TimeoutError:
                 yield ": keep-alive\n\n"
                 continue
-            yield f"id: {alert['id']}\nevent: alert\ndata: {json.dumps(alert)}\n\n"
+            if sent is not None and int(alert["id"]) <= sent:
+                continue
+            yield _event(alert)
 
 
 @router.get("/alerts/stream", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}}})
 async def alert_stream(request: Request, p: MaybeMember) -> StreamingResponse:
-    """Live feed of new alerts the caller may see (Server-Sent Events)."""
+    """Live feed of new alerts the caller may see (Server-Sent Events); with
+    ``Last-Event-ID`` it first replays the alerts after that id."""
     if p is None:
         raise unauthorized("the alert feed is for members")
     return StreamingResponse(_feed(request, p), media_type="text/event-stream",
