@@ -224,3 +224,47 @@ def test_metrics_of_the_workers_add_up(tmp_path: Path) -> None:
     assert total["redline_guard_added_latency_seconds_count"] == 2
     # The process's own metrics are not changed by merging.
     assert _series(mine.render())['redline_guard_checks_total{surface="input"}'] == 1
+
+
+def _all_answer(url: str, key: str, status: int, tries: int = 16) -> bool:
+    """``tries`` requests on fresh connections (so both workers) all get ``status``."""
+    return all(_chat(url, key, "hello")[0] == status for _ in range(tries))
+
+
+def _until(condition: Any, timeout_s: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def test_sighup_reloads_keys_in_every_worker(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.yaml"
+    alice = _key(keys, "alice")
+    with ScriptedServer(Script(reply=lambda m: "hi")) as up, _serve(tmp_path, up.url, keys) as g:
+        carol = _key(keys, "carol")
+        assert _chat(g.url, carol, "hello")[0] == 401  # not loaded yet
+        g.proc.send_signal(signal.SIGHUP)
+        assert _until(lambda: _all_answer(g.url, carol, 200)), g.log.read_text()
+
+        listed = subprocess.run([*REDLINE, "guard", "keys", "list", "--file", str(keys)],
+                                capture_output=True, text=True, check=True).stdout
+        assert "alice  client" in listed and "carol  client" in listed
+        removed = subprocess.run([*REDLINE, "guard", "keys", "remove", "alice", "--file",
+                                  str(keys)], capture_output=True, text=True)
+        assert removed.returncode == 0 and "removed 1 key(s) of alice" in removed.stdout
+        again = subprocess.run([*REDLINE, "guard", "keys", "remove", "alice", "--file",
+                                str(keys)], capture_output=True, text=True)
+        assert again.returncode == 4
+        g.proc.send_signal(signal.SIGHUP)
+        assert _until(lambda: _all_answer(g.url, alice, 401)), g.log.read_text()
+        assert _all_answer(g.url, carol, 200)
+
+        # A broken key file is refused on reload: the keys in use stay.
+        keys.write_text("keys: [{principal: eve}]\n")
+        g.proc.send_signal(signal.SIGHUP)
+        assert _until(lambda: g.log.read_text().count("key file not reloaded") >= 2)
+        assert _all_answer(g.url, carol, 200)
+        assert g.proc.poll() is None

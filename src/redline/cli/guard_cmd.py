@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from redline.errors import InputError, NotFoundError
-from redline.guard.auth import KeyRing, add_key
+from redline.guard.auth import KeyRing, add_key, remove_keys
 
 #: Where ``guard serve`` keeps its state and audit log unless told otherwise.
 DEFAULT_STATE_DIR = Path("guard-state")
@@ -109,7 +109,7 @@ def serve(policy_ref: str, upstream: str, upstream_key_env: str | None, keys_pat
     """Serve the guard in front of UPSTREAM on /v1/chat/completions.
 
     With --workers N, N processes serve one port; if one exits the others are stopped and
-    the command exits 6. SIGTERM or Ctrl-C stops them all (exit 0)."""
+    the command exits 6. SIGTERM or Ctrl-C stops them all (exit 0); SIGHUP reloads --keys."""
     from redline.guard.engine import Guard
     from redline.guard.proxy import ProxyConfig
     from redline.guard.serve import ServeSpec
@@ -179,6 +179,31 @@ def keys_add(principal: str, path: str, roles: tuple[str, ...], context: str | N
     """Create a key for PRINCIPAL; prints it once (only its digest is stored)."""
     token = add_key(path, principal, list(roles), context, rate_per_s)  # type: ignore[arg-type]
     click.echo(token)
+
+
+@keys_group.command("list")
+@click.option("--file", "path", required=True, type=click.Path(dir_okay=False))
+def keys_list(path: str) -> None:
+    """Principals, roles, contexts and rates, with each digest's first 12 characters."""
+    for key in KeyRing.load(path).entries():
+        extra = "".join([f"  context={key.context}" if key.context else "",
+                         f"  rate={key.rate_per_s:g}/s" if key.rate_per_s else ""])
+        click.echo(f"{key.sha256[:12]}  {key.principal}  {','.join(key.roles)}{extra}")
+
+
+@keys_group.command("remove")
+@click.argument("principal")
+@click.option("--file", "path", required=True, type=click.Path(dir_okay=False))
+@click.option("--digest", "sha256_prefix", default=None,
+              help="Only the key whose digest starts with this (see `keys list`).")
+def keys_remove(principal: str, path: str, sha256_prefix: str | None) -> None:
+    """Remove PRINCIPAL's keys; a running guard refuses them after SIGHUP (exit 4 if none
+    matched)."""
+    removed = remove_keys(path, principal, sha256_prefix)
+    if not removed:
+        raise NotFoundError(f"{path}: no key of {principal!r}"
+                            + (f" with digest {sha256_prefix}…" if sha256_prefix else ""))
+    click.echo(f"removed {removed} key(s) of {principal}; send SIGHUP to a running guard")
 
 
 @guard.group("review")

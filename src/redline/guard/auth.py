@@ -100,10 +100,28 @@ def add_key(path: str | Path, principal: str, roles: list[Role], context: str | 
     token = new_key()
     entry = ClientKey(principal=principal, sha256=digest(token), roles=roles, context=context,
                       rate_per_s=rate_per_s)
-    keys = [*existing.entries(), entry]
+    _write(p, [*existing.entries(), entry])
+    return token
+
+
+def remove_keys(path: str | Path, principal: str, sha256_prefix: str | None = None) -> int:
+    """Drop ``principal``'s keys (only those whose digest starts with ``sha256_prefix``, if
+    given) from ``path``; returns how many. A running guard stops accepting them once it
+    reloads the file (SIGHUP)."""
+    p = Path(path)
+    keys = KeyRing.load(p).entries()
+    kept = [k for k in keys if not (
+        k.principal == principal and k.sha256.startswith(sha256_prefix or ""))]
+    removed = len(keys) - len(kept)
+    if removed:
+        _write(p, kept)
+    return removed
+
+
+def _write(p: Path, keys: list[ClientKey]) -> None:
+    """Replace the key file atomically, readable by its owner only."""
     body = KeyFile(keys=keys).model_dump(mode="json", exclude_none=True)
     tmp = p.with_name(p.name + ".tmp")
     tmp.write_text(yaml.safe_dump(body, sort_keys=False))
     tmp.chmod(0o600)
     tmp.replace(p)
-    return token

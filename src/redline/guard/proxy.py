@@ -653,15 +653,20 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     return web.Response(text=shown.render(), content_type="text/plain")
 
 
-def create_guard_app(guard: Guard, keys: KeyRing, config: ProxyConfig) -> web.Application:
-    from redline.guard import proxy_admin
-
+def check_keys(guard: Guard, keys: KeyRing) -> None:
+    """Every key's context exists in the guard's policy (else ``InputError`` naming it)."""
     for key in keys.entries():
         if key.context is not None:
             try:
                 guard.settings.context(key.context)
             except NotFoundError as exc:
                 raise InputError(f"key of {key.principal!r}: {exc}") from None
+
+
+def create_guard_app(guard: Guard, keys: KeyRing, config: ProxyConfig) -> web.Application:
+    from redline.guard import proxy_admin
+
+    check_keys(guard, keys)
     app = web.Application(
         client_max_size=config.max_body_bytes, middlewares=[error_middleware, auth_middleware]
     )

@@ -1,4 +1,5 @@
-"""One guard proxy process: open the guard, listen, serve until SIGTERM or SIGINT.
+"""One guard proxy process: open the guard, listen, serve until SIGTERM or SIGINT, reload
+the key file on SIGHUP.
 
 ``redline guard serve`` runs it in its own process, or in each of ``--workers N`` processes
 (``guard.workers``). Everything a process needs is in a picklable ``ServeSpec``, so a
@@ -9,14 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from redline.errors import InputError
 from redline.guard.engine import Guard
 from redline.guard.proxy import ProxyConfig
+
+logger = logging.getLogger(__name__)
 
 #: How often a worker publishes its metrics for the others' /metrics.
 METRICS_PUBLISH_S = 1.0
@@ -71,12 +76,13 @@ async def serve(
     reuse_port: bool = False,
     on_ready: Callable[[tuple[str, int], Guard], None] | None = None,
 ) -> None:
-    """Serve until SIGTERM or SIGINT; ``on_ready`` gets the bound address once listening."""
+    """Serve until SIGTERM or SIGINT; SIGHUP reloads the key file. ``on_ready`` gets the
+    bound address once listening."""
     from aiohttp import web
 
     from redline.guard.auth import KeyRing
     from redline.guard.events import EventAggregator, write_periodically
-    from redline.guard.proxy import STATE, create_guard_app, open_streams
+    from redline.guard.proxy import STATE, check_keys, create_guard_app, open_streams
     from redline.policy.load import load_policy
 
     policy = load_policy(spec.policy_ref)
@@ -109,6 +115,20 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+
+    def reload_keys() -> None:
+        """Keys added or removed take effect without a restart; a broken file is refused
+        and the keys in use stay."""
+        try:
+            fresh = KeyRing.load(spec.keys_path)
+            check_keys(g, fresh)
+        except InputError as exc:
+            logger.error("key file not reloaded, keeping %d keys: %s", len(state.keys), exc)
+            return
+        state.keys = fresh
+        logger.warning("key file reloaded: %d keys", len(fresh))
+
+    loop.add_signal_handler(signal.SIGHUP, reload_keys)
     try:
         site = web.TCPSite(runner, spec.host, spec.port, reuse_port=reuse_port or None)
         await site.start()
@@ -120,7 +140,7 @@ async def serve(
             on_ready((str(bound[0]), int(bound[1])), g)
         await stop.wait()
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         for task in tasks:
             task.cancel()

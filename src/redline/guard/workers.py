@@ -11,7 +11,8 @@ hold model threads) and watches them:
   connections over them;
 - if a worker exits while the others serve, they are stopped and the command exits 6
   naming it, so a process manager restarts the whole guard instead of running it short;
-- SIGTERM or SIGINT stops every worker (each finishes its open requests) and exits 0.
+- SIGTERM or SIGINT stops every worker (each finishes its open requests) and exits 0;
+  SIGHUP makes every worker reload the key file.
 
 Shared through the store, so ``memory:`` is refused: ledgers, reviews, agents and
 revocations, rate-limit buckets. Per worker: the audit chain (``audit.wI.jsonl``, one
@@ -135,20 +136,32 @@ def _worker_main(spec: ServeSpec, conn: Connection, supervisor: int) -> None:
         sys.exit(2)
 
 
-class _Stop:
-    """SIGTERM/SIGINT in the supervisor: stop the workers instead of dying mid-way."""
+class _Signals:
+    """The supervisor's signals: SIGTERM/SIGINT stop the workers instead of killing the
+    supervisor mid-way; SIGHUP is passed on (each worker reloads the key file) once they
+    all listen, since before that a worker has no handler and SIGHUP would end it."""
 
-    def __init__(self) -> None:
-        self.requested = False
+    def __init__(self, procs: list[BaseProcess]) -> None:
+        self.procs = procs
+        self.stop_requested = False
+        self.forward_hup = False
         self._previous: dict[int, object] = {}
 
-    def __enter__(self) -> _Stop:
+    def __enter__(self) -> _Signals:
         for sig in (signal.SIGTERM, signal.SIGINT):
-            self._previous[sig] = signal.signal(sig, self._handle)
+            self._previous[sig] = signal.signal(sig, self._stop)
+        self._previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, self._hup)
         return self
 
-    def _handle(self, _sig: int, _frame: FrameType | None) -> None:
-        self.requested = True
+    def _stop(self, _sig: int, _frame: FrameType | None) -> None:
+        self.stop_requested = True
+
+    def _hup(self, _sig: int, _frame: FrameType | None) -> None:
+        if not self.forward_hup:
+            return
+        for p in self.procs:
+            if p.is_alive() and p.pid is not None:
+                os.kill(p.pid, signal.SIGHUP)
 
     def __exit__(self, *_exc: object) -> None:
         for sig, handler in self._previous.items():
@@ -178,7 +191,7 @@ def run_workers(spec: ServeSpec, workers: int,
     metrics_dir = Path(tempfile.mkdtemp(prefix="redline-guard-metrics-"))
     ctx = multiprocessing.get_context("spawn")
     procs: list[BaseProcess] = []
-    with _Stop() as stop:
+    with _Signals(procs) as signals:
         try:
             conns: dict[Connection, int] = {}
             for i in range(workers):
@@ -190,12 +203,13 @@ def run_workers(spec: ServeSpec, workers: int,
                 send.close()
                 procs.append(p)
                 conns[receive] = i
-            address = _await_ready(procs, conns, stop)
+            address = _await_ready(procs, conns, signals)
             if address is None:
                 return
             placeholder.close()
+            signals.forward_hup = True
             on_ready(address, warmed)
-            _supervise(procs, stop)
+            _supervise(procs, signals)
         finally:
             placeholder.close()
             _stop_all(procs)
@@ -203,13 +217,13 @@ def run_workers(spec: ServeSpec, workers: int,
 
 
 def _await_ready(procs: list[BaseProcess], conns: dict[Connection, int],
-                 stop: _Stop) -> tuple[str, int] | None:
+                 signals: _Signals) -> tuple[str, int] | None:
     """The address once every worker listens; None if a stop was requested meanwhile."""
     waiting = dict(conns)
     address: tuple[str, int] | None = None
     deadline = time.monotonic() + START_TIMEOUT_S
     while waiting:
-        if stop.requested:
+        if signals.stop_requested:
             return None
         if time.monotonic() > deadline:
             raise WorkerExitedError(
@@ -232,11 +246,11 @@ def _await_ready(procs: list[BaseProcess], conns: dict[Connection, int],
     return address
 
 
-def _supervise(procs: list[BaseProcess], stop: _Stop) -> None:
+def _supervise(procs: list[BaseProcess], signals: _Signals) -> None:
     sentinels = {p.sentinel: i for i, p in enumerate(procs)}
-    while not stop.requested:
+    while not signals.stop_requested:
         for sentinel in wait(list(sentinels), timeout=0.5):
-            if stop.requested:
+            if signals.stop_requested:
                 return
             assert isinstance(sentinel, int)
             i = sentinels[sentinel]
