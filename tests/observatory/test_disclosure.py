@@ -4,6 +4,9 @@ mappings) and incidents with the EU Code of Practice deadlines."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import requests
 
 from redline.observatory.incidents import deadlines
 from tests.observatory.conftest import Observatory
@@ -84,6 +87,62 @@ def test_incident_deadlines_follow_the_code_of_practice(obs: Observatory) -> Non
     assert obs.get("/api/incidents", other).json() == []
     missing = dict(body, fields={"harm": "x"})
     assert obs.post("/api/incidents", lab, missing).status_code == 422
+
+
+def _incident(title: str, **sharing: Any) -> dict[str, Any]:
+    aware = datetime.now(UTC) - timedelta(hours=2)
+    return {"title": title, "harm_class": "serious_harm", "aware_at": aware.isoformat(),
+            "fields": {"start_date": aware.isoformat(), "harm": "h", "affected": "a",
+                       "chain_of_events": "c", "model": "m-1"}, **sharing}
+
+
+def test_incidents_are_shared_by_their_tlp_label(obs: Observatory) -> None:
+    lab = obs.member("lab-a", "reviewer")
+    partner, bystander = obs.member("lab-b", "reviewer"), obs.member("lab-c")
+    coord = obs.member("cert", "coordinator")
+
+    def readers(title: str) -> set[str]:
+        who = {"lab-a": lab, "lab-b": partner, "lab-c": bystander, "cert": coord}
+        seen = {name for name, m in who.items()
+                if title in {i["title"] for i in obs.get("/api/incidents", m).json()}}
+        public = obs.get("/api/incidents").json()
+        return seen | ({"public"} if title in {i["title"] for i in public} else set())
+
+    red = obs.post("/api/incidents", lab, _incident("red one"))
+    assert red.status_code == 201 and red.json()["tlp"] == "RED"
+    assert readers("red one") == {"lab-a", "cert"}
+
+    amber = obs.post("/api/incidents", lab, _incident(
+        "amber one", tlp="AMBER+STRICT", share_with=["lab-b"]))
+    assert amber.status_code == 201 and amber.json()["share_with"] == ["lab-b"]
+    assert readers("amber one") == {"lab-a", "lab-b", "cert"}
+
+    # Widened by the reporting organisation: GREEN reaches every member, CLEAR everyone.
+    incident_id = amber.json()["id"]
+    path = f"{obs.url}/api/incidents/{incident_id}/sharing"
+    assert requests.put(path, json={"tlp": "GREEN"}, headers=partner.headers,
+                        timeout=30).status_code == 404  # not lab-b's to relabel
+    r = requests.put(path, json={"tlp": "GREEN"}, headers=lab.headers, timeout=30)
+    assert r.status_code == 200 and (r.json()["tlp"], r.json()["share_with"]) == ("GREEN", [])
+    assert readers("amber one") == {"lab-a", "lab-b", "lab-c", "cert"}
+    requests.put(path, json={"tlp": "CLEAR"}, headers=lab.headers, timeout=30)
+    assert readers("amber one") == {"lab-a", "lab-b", "lab-c", "cert", "public"}
+    requests.put(path, json={"tlp": "RED"}, headers=lab.headers, timeout=30)
+    assert readers("amber one") == {"lab-a", "cert"}
+
+    # A label and an audience that do not fit together, or an unknown organisation.
+    for bad, status in (({"tlp": "GREEN", "share_with": ["lab-b"]}, 422),
+                        ({"tlp": "AMBER"}, 422), ({"tlp": "PINK"}, 422),
+                        ({"tlp": "AMBER", "share_with": ["no-such-org"]}, 404)):
+        r = obs.post("/api/incidents", lab, _incident("bad", **bad))
+        assert r.status_code == status, (bad, r.text)
+    assert "bad" not in {i["title"] for i in obs.get("/api/incidents", lab).json()}
+
+    # The dashboard shows the label with each incident the viewer may read.
+    page = requests.get(obs.url + "/", headers=partner.headers, timeout=30).text
+    assert "TLP:" not in page.split('id="incidents"')[1].split("</table>")[0]
+    page = requests.get(obs.url + "/", headers=lab.headers, timeout=30).text
+    assert page.count("TLP:RED") == 2
 
 
 def test_deadline_table() -> None:

@@ -3,6 +3,12 @@
 Measure 9.2 lists the fields; Measure 9.3 sets the initial report deadline by the kind of
 harm (counted from when the provider became aware), intermediate reports at least every four
 weeks while unresolved, and a final report within 60 days of resolution.
+
+Sharing follows FIRST TLP 2.0, mapped onto the observatory's organisations (the rule is
+``visibility.can_read_incident``): RED (the default) stays with the reporting organisation
+and the coordinators; AMBER+STRICT and AMBER add the organisations named in ``share_with``
+(AMBER also lets them pass it to their own clients, a handling rule the label carries);
+GREEN is shared with every member organisation; CLEAR is public.
 """
 
 from __future__ import annotations
@@ -10,8 +16,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+Tlp = Literal["CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED"]
+#: Labels whose audience is the organisations named in ``share_with``.
+NAMED_AUDIENCE: frozenset[str] = frozenset({"AMBER", "AMBER+STRICT"})
+#: Most organisations one incident may be shared with by name.
+MAX_SHARE_WITH = 50
+OrgSlug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
 HarmClass = Literal["critical_infrastructure", "cybersecurity", "death", "serious_harm"]
 IncidentKind = Literal["serious_incident", "near_miss"]
 
@@ -58,9 +70,25 @@ class CopFields(BaseModel):
     monitoring_patterns: str = Field(default="", max_length=TEXT)  # (9) incl. near misses
 
 
-class IncidentIn(BaseModel):
+class Sharing(BaseModel):
+    """Who besides the reporting organisation and the coordinators may read an incident."""
+
     model_config = ConfigDict(extra="forbid")
 
+    tlp: Tlp = "RED"
+    share_with: list[OrgSlug] = Field(default_factory=list, max_length=MAX_SHARE_WITH)
+
+    @model_validator(mode="after")
+    def _audience_fits_the_label(self) -> Sharing:
+        if self.share_with and self.tlp not in NAMED_AUDIENCE:
+            raise ValueError(f"share_with names organisations only under TLP:AMBER or "
+                             f"TLP:AMBER+STRICT, not TLP:{self.tlp}")
+        if self.tlp in NAMED_AUDIENCE and not self.share_with:
+            raise ValueError(f"TLP:{self.tlp} needs share_with: the organisations to tell")
+        return self
+
+
+class IncidentIn(Sharing):
     title: str = Field(min_length=1, max_length=300)
     kind: IncidentKind = "serious_incident"
     harm_class: HarmClass

@@ -185,6 +185,9 @@ class Incident(Base):
     #: The EU Code of Practice Measure 9.2 fields (see ``redline.observatory.incidents``).
     fields: Mapped[dict[str, Any]] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=now)
+    #: FIRST TLP 2.0 label and, for AMBER, the ids of the organisations told.
+    tlp: Mapped[str] = mapped_column(String(16), default="RED", server_default="RED")
+    share_with: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
 
 
 class VulnReport(Base):

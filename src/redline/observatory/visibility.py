@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from redline.observatory.auth import Principal
+from redline.observatory.incidents import NAMED_AUDIENCE
 from redline.observatory.tables import Alert, Attestation, Incident
 
 
@@ -22,4 +23,12 @@ def can_read_alert(p: Principal | None, a: Alert) -> bool:
 
 
 def can_read_incident(p: Principal | None, i: Incident) -> bool:
-    return p is not None and (p.org_id == i.org_id or p.can("coordinator"))
+    """TLP 2.0 (see ``incidents``): CLEAR public, GREEN every member, AMBER(+STRICT) the
+    named organisations, and always the reporting organisation and the coordinators."""
+    if i.tlp == "CLEAR":
+        return True
+    if p is None:
+        return False
+    if p.org_id == i.org_id or p.can("coordinator") or i.tlp == "GREEN":
+        return True
+    return i.tlp in NAMED_AUDIENCE and p.org_id in i.share_with

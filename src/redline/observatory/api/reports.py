@@ -13,7 +13,7 @@ from redline.observatory.api.deps import RowId, db, org_by_slug, settings, slugs
 from redline.observatory.auth import Principal, optional_principal, require
 from redline.observatory.cve import cve_record
 from redline.observatory.disclosure import ActionIn, ReportIn, ReportOut
-from redline.observatory.incidents import IncidentIn, IncidentOut, deadlines
+from redline.observatory.incidents import IncidentIn, IncidentOut, Sharing, deadlines
 from redline.observatory.problems import Rejected, not_found
 from redline.observatory.tables import Incident, ReportVendor, VulnReport, now
 from redline.observatory.visibility import can_read_incident
@@ -25,32 +25,58 @@ MaybeMember = Annotated[Principal | None, Depends(optional_principal)]
 ASSIGNER = "redline-observatory"
 
 
-def _incident_out(i: Incident, slug: str) -> IncidentOut:
+Reviewer = Annotated[Principal, Depends(require("reviewer"))]
+
+
+def _incident_out(i: Incident, names: dict[int, str]) -> IncidentOut:
     return IncidentOut.model_validate({
-        "id": i.id, "org": slug, "title": i.title, "kind": i.kind, "harm_class": i.harm_class,
-        "aware_at": i.aware_at, "resolved_at": i.resolved_at, "fields": i.fields,
+        "id": i.id, "org": names[i.org_id], "title": i.title, "kind": i.kind,
+        "harm_class": i.harm_class, "aware_at": i.aware_at, "resolved_at": i.resolved_at,
+        "fields": i.fields, "tlp": i.tlp, "share_with": [names[o] for o in i.share_with],
         "deadlines": deadlines(i.harm_class, i.aware_at, i.resolved_at, now())})
+
+
+def _audience(s: Session, sharing: Sharing) -> list[int]:
+    """The ids of the organisations named in ``share_with`` (422 naming an unknown one)."""
+    return sorted({org_by_slug(s, slug).id for slug in sharing.share_with})
 
 
 @router.post("/incidents", response_model=IncidentOut, status_code=201)
 def report_incident(body: IncidentIn, request: Request, p: Member) -> IncidentOut:
+    """Record a serious incident or near miss; ``tlp`` (default RED) says who else may
+    read it."""
     with db(request).session() as s:
         row = Incident(org_id=p.org_id, title=body.title, kind=body.kind,
                        harm_class=body.harm_class, aware_at=body.aware_at,
-                       resolved_at=body.resolved_at, fields=body.fields.model_dump(mode="json"))
+                       resolved_at=body.resolved_at, fields=body.fields.model_dump(mode="json"),
+                       tlp=body.tlp, share_with=_audience(s, body))
         s.add(row)
         s.flush()
-        return _incident_out(row, p.org_slug)
+        return _incident_out(row, slugs(s))
 
 
 @router.get("/incidents", response_model=list[IncidentOut])
-def list_incidents(request: Request, p: Member) -> list[IncidentOut]:
-    """Your organisation's incidents (all of them for coordinators), with deadlines."""
+def list_incidents(request: Request, p: MaybeMember) -> list[IncidentOut]:
+    """The incidents you may read under their TLP labels (TLP:CLEAR ones without a key),
+    with deadlines."""
     with db(request).session() as s:
         names = slugs(s)
-        return [_incident_out(i, names[i.org_id])
+        return [_incident_out(i, names)
                 for i in s.scalars(select(Incident).order_by(Incident.aware_at.desc()))
                 if can_read_incident(p, i)]
+
+
+@router.put("/incidents/{incident_id}/sharing", response_model=IncidentOut)
+def share_incident(incident_id: RowId, body: Sharing, request: Request,
+                   p: Reviewer) -> IncidentOut:
+    """Relabel one of your organisation's incidents (widen or narrow who may read it)."""
+    with db(request).session() as s:
+        row = s.get(Incident, incident_id)
+        if row is None or row.org_id != p.org_id:
+            raise not_found(f"incident {incident_id}")
+        row.tlp, row.share_with = body.tlp, _audience(s, body)
+        s.flush()
+        return _incident_out(row, slugs(s))
 
 
 def _vendors(s: Session, report: VulnReport) -> set[int]:
