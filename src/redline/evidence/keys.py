@@ -36,7 +36,8 @@ class KeyPair:
 
 
 def write_private_file(path: Path, data: bytes) -> None:
-    """Create ``path`` with mode 0600, refusing to replace an existing file."""
+    """Create ``path`` with mode 0600 (never readable by others, not even briefly), refusing
+    to replace an existing file."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -49,25 +50,33 @@ def write_private_file(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
-def generate_keypair(prefix: Path) -> KeyPair:
-    """Write ``PREFIX.key`` (PKCS#8 PEM, 0600) and ``PREFIX.pub`` (SPKI PEM)."""
+def write_keypair_files(prefix: Path, private_pem: bytes, public_pem: bytes) -> tuple[Path, Path]:
+    """Write ``PREFIX.key`` (0600) and ``PREFIX.pub``; refuses to overwrite either, so a
+    signing key in use is never lost. Shared by evidence signing and model signing."""
     private_path = prefix.with_name(prefix.name + PRIVATE_SUFFIX)
     public_path = prefix.with_name(prefix.name + PUBLIC_SUFFIX)
     for path in (private_path, public_path):
         if path.exists():
             raise InputError("refusing to overwrite an existing key file", file=path)
     if not private_path.parent.is_dir():
-        raise NotFoundError(f"no folder {private_path.parent} for the key files")
+        raise InputError(f"no folder {private_path.parent} for the key files")
+    write_private_file(private_path, private_pem)
+    with public_path.open("xb") as fh:
+        fh.write(public_pem)
+    return private_path, public_path
+
+
+def generate_keypair(prefix: Path) -> KeyPair:
+    """Write ``PREFIX.key`` (PKCS#8 PEM, 0600) and ``PREFIX.pub`` (SPKI PEM)."""
     private = Ed25519PrivateKey.generate()
     public = private.public_key()
-    write_private_file(private_path, private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ))
-    with public_path.open("xb") as fh:
-        fh.write(public.public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        ))
+    private_path, public_path = write_keypair_files(
+        prefix,
+        private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()),
+        public.public_bytes(serialization.Encoding.PEM,
+                            serialization.PublicFormat.SubjectPublicKeyInfo),
+    )
     return KeyPair(private_path, public_path, key_id(public))
 
 

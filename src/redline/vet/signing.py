@@ -25,7 +25,6 @@ import base64
 import binascii
 import hashlib
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,12 +37,11 @@ from model_signing import hashing, signing, verifying
 from pydantic import BaseModel, ConfigDict
 
 from redline.errors import InputError, VerificationError
+from redline.evidence.keys import write_keypair_files
 
 #: Default signature file, inside the signed directory (model-signing's default name too).
 SIGNATURE_NAME = "model.sig"
 PREDICATE_TYPE = "https://model_signing/signature/v1.0"
-PRIVATE_SUFFIX = ".key"
-PUBLIC_SUFFIX = ".pub"
 #: Curves model-signing accepts (those of Sigstore's protobuf specs).
 CURVES: dict[str, type[ec.EllipticCurve]] = {
     "secp256r1": ec.SECP256R1,
@@ -200,26 +198,14 @@ def generate_keypair(prefix: Path, curve: str = "secp256r1") -> KeyPair:
     """Write ``PREFIX.key`` (PKCS#8 PEM, mode 0600) and ``PREFIX.pub``; never overwrites."""
     if curve not in CURVES:
         raise InputError(f"unknown curve {curve!r}; use one of {', '.join(CURVES)}")
-    private_path = prefix.with_name(prefix.name + PRIVATE_SUFFIX)
-    public_path = prefix.with_name(prefix.name + PUBLIC_SUFFIX)
-    for path in (private_path, public_path):
-        if path.exists():
-            raise InputError("refusing to overwrite an existing key file", file=path)
-    if not private_path.parent.is_dir():
-        raise InputError(f"no folder {private_path.parent} for the key files")
     private = ec.generate_private_key(CURVES[curve]())
-    pem = private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
+    private_path, public_path = write_keypair_files(
+        prefix,
+        private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()),
+        private.public_key().public_bytes(serialization.Encoding.PEM,
+                                          serialization.PublicFormat.SubjectPublicKeyInfo),
     )
-    # O_EXCL with mode 0600: the private key is never readable by others, not even briefly.
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
-    with public_path.open("xb") as fh:
-        fh.write(private.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        ))
     return KeyPair(private_path, public_path, key_id(private.public_key()))
 
 
