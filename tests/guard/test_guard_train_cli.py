@@ -102,6 +102,21 @@ def test_yaml_format_is_accepted(tmp_path: Path) -> None:
     assert [e.label for e in load_examples(path)] == ["CAT.CYBER", "benign"]
 
 
+def test_json_lines_keep_line_separators_inside_strings(tmp_path: Path) -> None:
+    """U+2028 and U+0085 are valid raw inside JSON strings; splitting at them (as
+    str.splitlines does) would break the row in two."""
+    text = "first part\u2028second part\u0085third"
+    path = tmp_path / "data.jsonl"
+    path.write_text(json.dumps({"text": text, "label": "benign"}, ensure_ascii=False)
+                    + "\n\n" + "[1, 2]\n", encoding="utf-8")
+    with pytest.raises(InputError) as caught:
+        load_examples(path)
+    assert "data.jsonl:3" in str(caught.value) and "expected a JSON object" in str(caught.value)
+    path.write_text(json.dumps({"text": text, "label": "benign"}, ensure_ascii=False) + "\n",
+                    encoding="utf-8")
+    assert [e.text for e in load_examples(path)] == [text]
+
+
 async def test_rules_evaluation_counts_pattern_hits(tmp_path: Path) -> None:
     examples = load_examples(_write_jsonl(tmp_path / "cyber.jsonl", [
         ("run n m a p on their network", "CAT.CYBER"),

@@ -24,6 +24,7 @@ import numpy.typing as npt
 import yaml
 
 from redline.errors import InputError
+from redline.jsonlines import json_rows
 from redline.lexicon import did_you_mean, load_lexicon
 from redline.scoring.refusal import fit_logistic, log_loss, out_of_fold
 
@@ -99,15 +100,7 @@ def load_examples(path: Path) -> list[Example]:
                 raise InputError("expected a list of texts", file=path, field=str(label))
             examples.extend(Example(_check_text(t, path, None), label) for t in texts)
     else:
-        for lineno, line in enumerate(raw.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"invalid JSON: {exc.msg}", file=path, line=lineno) from None
-            if not isinstance(row, dict):
-                raise InputError("expected a JSON object", file=path, line=lineno)
+        for lineno, row in json_rows(path, raw):
             text = _check_text(row.get("text"), path, lineno)
             examples.append(Example(text, _check_label(row.get("label"), known, path, lineno)))
     if not examples:

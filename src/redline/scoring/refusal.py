@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
-import json
 import os
 import re
 import threading
@@ -37,6 +36,7 @@ from pydantic import BaseModel, ConfigDict
 
 from redline import paths
 from redline.errors import InputError, RedlineError
+from redline.jsonlines import json_rows
 from redline.records.runlog import Score
 from redline.scoring.base import ScoringInput, outcome_for, scorers, unscored
 from redline.scoring.embeddings import Embedder
@@ -79,15 +79,7 @@ class Example:
 def load_examples(path: Path) -> list[Example]:
     """Read a labelled JSONL file; a bad row is an ``InputError`` naming file, line and field."""
     examples: list[Example] = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"invalid JSON: {exc.msg}", file=path, line=lineno) from None
-        if not isinstance(row, dict):
-            raise InputError("expected a JSON object", file=path, line=lineno)
+    for lineno, row in json_rows(path, path.read_text(encoding="utf-8")):
         text, label = row.get("text"), row.get("label")
         if not isinstance(text, str) or not text.strip():
             raise InputError("must be a non-empty string", file=path, line=lineno, field="text")
