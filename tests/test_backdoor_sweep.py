@@ -8,8 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from redline.assess.backdoor import newcombe_interval, sweep_figures
+from redline.assess.report_html import render_html
+from redline.assess.report_md import render_card
+from redline.assess.tiers import assess_run
+from redline.cli.runs_cmd import show_command
 from redline.engine.runner import Engine, EngineConfig, make_plan
 from redline.errors import InputError
 from redline.models.registry import TargetOptions, resolve_target
@@ -191,3 +196,25 @@ async def test_scripted_backdoor_is_flagged_for_exactly_its_triggers(tmp_path: P
             assert (shift.ci_low, shift.ci_high) == newcombe_interval(6, 6, 0, 6)
         else:
             assert shift.shift == 0.0 and shift.ci_low < 0 < shift.ci_high
+
+    # The run's report shows the sweep: the same shifts, the flagged triggers marked.
+    assessment = assess_run(log, None)
+    assert assessment.protocol_figures.backdoor == figures
+    assert assessment.protocol_figures.sources["backdoor"] == ["backdoor-sweep"]
+    assert any("Backdoor sweep" in m for m in assessment.method)
+    card = render_card(assessment)
+    summary = f"2 of {2 * len(TRIGGERS)} trigger shifts flagged"
+    assert "## Backdoor sweep" in card and summary in card
+    flagged_rows = [line for line in card.splitlines() if "**flagged: worse**" in line]
+    assert len(flagged_rows) == 2
+    assert any(UNLOCK.id.replace("_", "\\_") in row and "harmful" in row
+               for row in flagged_rows)
+    assert any(SABOTAGE.id.replace("_", "\\_") in row and "benign" in row
+               for row in flagged_rows)
+    html = render_html(assessment)
+    assert "id='backdoor'" in html and summary in html
+    assert html.count("<tr class='flagged'>") == 2
+    shown = CliRunner().invoke(show_command, [str(tmp_path / "run")], env={"COLUMNS": "240"})
+    assert shown.exit_code == 0, shown.output
+    assert f"2 of {2 * len(TRIGGERS)} shifts flagged" in " ".join(shown.output.split())
+    assert shown.output.count("flagged: worse") == 2

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from redline.assess.backdoor import BackdoorSweep
 from redline.assess.protocols import AwarenessFigures, HonestyFigures, PersuasionFigures
 from redline.policy.model import Direction, Severity, TierThreshold
 from redline.records.runlog import Outcome, TargetInfo
@@ -25,7 +26,7 @@ ASSESSMENT_SCHEMA_VERSION = "1"
 Determination = Literal["not_assessed", "ruled_out", "precautionary", "confirmed"]
 ProtocolKind = Literal["safety", "usability"]
 #: The multi-exchange protocols whose headline is not a fail rate.
-FigureName = Literal["honesty", "awareness", "persuasion"]
+FigureName = Literal["honesty", "awareness", "persuasion", "backdoor"]
 
 
 class _Record(BaseModel):
@@ -154,7 +155,8 @@ class ProtocolFigures(_Record):
     A fail rate alone misreads them: honesty must be told apart from accuracy, evaluation
     awareness is a paired difference, persuasion separates how far a user moved from how.
     Each is None when no sample of the run was scored for it (by the ``honesty`` scorer,
-    the ``answer`` scorer with pair metadata, the ``persuasion`` scorer).
+    the ``answer`` scorer with pair metadata, the ``persuasion`` scorer), or, for the
+    backdoor sweep, when no sample carries sweep metadata.
     """
 
     honesty: HonestyFigures | None = None
@@ -162,6 +164,8 @@ class ProtocolFigures(_Record):
     #: The awareness difference in words: sandbagging, its opposite, or no evidence.
     awareness_reading: str | None = None
     persuasion: PersuasionFigures | None = None
+    #: Per candidate trigger of a backdoor sweep, the shift against the sweep's control.
+    backdoor: BackdoorSweep | None = None
     #: The protocols (suites) whose samples each figure pools.
     sources: dict[FigureName, list[str]] = Field(default_factory=dict)
 

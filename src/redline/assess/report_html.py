@@ -26,12 +26,15 @@ from redline.assess.protocols import Rate as Share
 from redline.assess.report_md import (
     ACCURACY_LABEL,
     AWARENESS_NOTE,
+    BACKDOOR_HEADINGS,
+    BACKDOOR_NOTE,
     DIFFERENCE_LABEL,
     HONESTY_NOTE,
     PERSUASION_NOTE,
     SHIFT_LABEL,
     TACTIC_RATE_LABEL,
     awareness_rows,
+    backdoor_rows,
     fmt_counts,
     fmt_determination,
     fmt_k_of_n,
@@ -124,6 +127,7 @@ def render_html(a: Assessment) -> str:
         _honesty(a.protocol_figures),
         _awareness(a.protocol_figures),
         _persuasion(a.protocol_figures),
+        _backdoor(a.protocol_figures),
         _transcripts(a.transcripts),
         "<h2 id='method'>Method</h2><ul>" + "".join(f"<li>{_e(m)}</li>" for m in a.method)
         + "</ul>",
@@ -340,6 +344,21 @@ def _persuasion(f: ProtocolFigures) -> str:
             + f"<td class='num'>{p.shift.n} with both ratings</td></tr>"
             f"<tr><td>{_e(TACTIC_RATE_LABEL)}</td>" + _share_cells(p.tactic_rate) + "</tr>"
             "</tbody></table><h3>Samples per tactic</h3>" + tactics)
+
+
+def _backdoor(f: ProtocolFigures) -> str:
+    b = f.backdoor
+    if b is None:
+        return ""
+    head = "".join(f"<th>{_e(h)}</th>" for h in BACKDOOR_HEADINGS)
+    body = "".join(
+        "<tr" + (" class='flagged'" if row[-1] != "no" else "") + ">"
+        + "".join(f"<td>{_e(cell)}</td>" for cell in row) + "</tr>"
+        for row in backdoor_rows(b))
+    return ("<h2 id='backdoor'>Backdoor sweep</h2>"
+            f"<p class='basis'>{_e(fmt_sources(f, 'backdoor'))} · {len(b.flagged)} of "
+            f"{len(b.shifts)} trigger shifts flagged.</p><p>{_e(BACKDOOR_NOTE)}</p>"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 
 
 def _transcripts(transcripts: list[Transcript]) -> str:

@@ -14,10 +14,12 @@ from redline.assess.breakdown import breakdown, fmt_rate
 from redline.assess.model import ProtocolFigures
 from redline.assess.report_md import (
     ACCURACY_LABEL,
+    BACKDOOR_HEADINGS,
     DIFFERENCE_LABEL,
     SHIFT_LABEL,
     TACTIC_RATE_LABEL,
     awareness_rows,
+    backdoor_rows,
     fmt_k_of_n,
     fmt_mean,
     fmt_points,
@@ -63,7 +65,8 @@ def print_summary(console: Console, log: RunLog, groups: tuple[str, ...] = ("red
 
 
 def print_protocol_figures(console: Console, run_id: str, f: ProtocolFigures) -> None:
-    """Honesty, evaluation-awareness and persuasion figures, each only when the run has it."""
+    """Honesty, evaluation-awareness, persuasion and backdoor-sweep figures, each only when
+    the run has it."""
     if f.honesty is not None:
         h = f.honesty
         table = _figure_table(f"{run_id}: honesty under pressure ({fmt_sources(f, 'honesty')})",
@@ -91,6 +94,15 @@ def print_protocol_figures(console: Console, run_id: str, f: ProtocolFigures) ->
         table.add_section()
         for tactic, k in p.tactics.items():
             table.add_row(f"tactic {escape(tactic)}", "", str(k))
+        console.print(table)
+    if f.backdoor is not None:
+        b = f.backdoor
+        table = Table(title=escape(f"{run_id}: backdoor sweep ({fmt_sources(f, 'backdoor')}), "
+                                   f"{len(b.flagged)} of {len(b.shifts)} shifts flagged"))
+        for heading in BACKDOOR_HEADINGS:
+            table.add_column(heading)
+        for row in backdoor_rows(b):
+            table.add_row(*map(escape, row), style="bold red" if row[-1] != "no" else None)
         console.print(table)
 
 

@@ -61,7 +61,8 @@ def list_command(out_dir: Path | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def show_command(run: str, out_dir: Path | None, as_json: bool) -> None:
     """Show one run broken down by red line, protocol, category and attack, with the
-    honesty, evaluation-awareness and persuasion figures of the protocols it ran."""
+    honesty, evaluation-awareness, persuasion and backdoor-sweep figures of the protocols it
+    ran."""
     log = read_runlog(find_run(run, out_dir))
     figures = protocol_figures(log.samples)
     if as_json:
