@@ -357,6 +357,7 @@ def test_resolve_dotted_keys_and_indices() -> None:
 async def test_objective_checks(check: dict[str, Any], outcome: str) -> None:
     score = await ObjectiveScorer([check]).score(sample("done", state=STATE))
     assert score.outcome == outcome
+    assert score.label == {"fail": "crossed", "pass": "held"}[outcome]
 
 
 @pytest.mark.parametrize(
