@@ -3,6 +3,7 @@ principal and one /metrics; a dead worker stops the guard; SIGTERM stops it clea
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -19,13 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from redline.guard.metrics import Metrics
 from redline.records.guard_events import GuardEventSummary
 from tests.scripted_server import Script, ScriptedServer
 
 REDLINE = [sys.executable, "-m", "redline.cli"]
 POLICY = Path(__file__).parent / "policies" / "rules-only.yaml"
-BANNER = re.compile(r"on http://127\.0\.0\.1:(\d+)/v1 ")
+BANNER = re.compile(r"on https?://127\.0\.0\.1:(\d+)/v1 ")
 START_S = 90.0
 
 
@@ -268,3 +271,72 @@ def test_sighup_reloads_keys_in_every_worker(tmp_path: Path) -> None:
         assert _until(lambda: g.log.read_text().count("key file not reloaded") >= 2)
         assert _all_answer(g.url, carol, 200)
         assert g.proc.poll() is None
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as a deployment's own CA would issue."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "guard.test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / "guard.crt", folder / "guard.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_tls_serves_https_only_and_refuses_a_bad_key(tmp_path: Path) -> None:
+    import ssl
+
+    keys = tmp_path / "keys.yaml"
+    client = _key(keys, "alice")
+    cert, key = _self_signed(tmp_path)
+    with ScriptedServer(Script(reply=lambda m: "over TLS")) as up, \
+            _serve(tmp_path, up.url, keys, "--tls-cert", str(cert), "--tls-key", str(key)) as g:
+        assert "on https://127.0.0.1:" in g.log.read_text()
+        url = g.url.replace("http://", "https://")
+        trusted = ssl.create_default_context(cafile=str(cert))
+        body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+        req = urllib.request.Request(url + "/v1/chat/completions", data=body.encode(),
+                                     headers={"Authorization": f"Bearer {client}",
+                                              "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30, context=trusted) as resp:
+            assert json.loads(resp.read())["choices"][0]["message"]["content"] == "over TLS"
+        # A client that does not trust the certificate, and plain HTTP, get nowhere.
+        with pytest.raises(urllib.error.URLError):
+            urllib.request.urlopen(url + "/healthz", timeout=30,
+                                   context=ssl.create_default_context())
+        with pytest.raises((urllib.error.URLError, ConnectionError, http.client.HTTPException)):
+            urllib.request.urlopen(g.url + "/healthz", timeout=30)
+
+    (tmp_path / "other.key").write_text("-----BEGIN PRIVATE KEY-----\nAAAA\n"
+                                        "-----END PRIVATE KEY-----\n")
+    bad = subprocess.run([*REDLINE, "guard", "serve", "--policy", str(POLICY), "--upstream",
+                          "http://127.0.0.1:9/v1", "--keys", str(keys), "--store",
+                          f"sqlite:{tmp_path / 'g2.sqlite'}", "--audit",
+                          str(tmp_path / "a2.jsonl"), "--tls-cert", str(cert), "--tls-key",
+                          str(tmp_path / "other.key")], capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode == 2 and "guard.crt" in bad.stderr and "TLS" in bad.stderr
+    plain = subprocess.run([*REDLINE, "guard", "serve", "--policy", str(POLICY), "--upstream",
+                            "http://127.0.0.1:9/v1", "--keys", str(keys), "--store",
+                            "memory:", "--audit", str(tmp_path / "a3.jsonl"), "--host",
+                            "0.0.0.0", "--port", "0", "--tls-cert", str(cert)],
+                           capture_output=True, text=True, timeout=120)
+    assert plain.returncode == 2 and "--tls-cert and --tls-key go together" in plain.stderr

@@ -20,6 +20,8 @@ import click
 from redline.errors import InputError, NotFoundError
 from redline.guard.auth import KeyRing, add_key, remove_keys
 
+#: Hosts whose traffic never leaves the machine (plain HTTP is fine there).
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 #: Where ``guard serve`` keeps its state and audit log unless told otherwise.
 DEFAULT_STATE_DIR = Path("guard-state")
 
@@ -97,6 +99,10 @@ def _options(semantic_model: str | None, external_url: str | None, external_mode
               help="Seconds per event summary window.")
 @click.option("--guard-id", default=None, help="Deployment id in event summaries "
               "[default: POLICY@HOST:PORT; workers append /wN].")
+@click.option("--tls-cert", default=None, type=click.Path(dir_okay=False),
+              help="PEM certificate chain: serve HTTPS (with --tls-key).")
+@click.option("--tls-key", default=None, type=click.Path(dir_okay=False),
+              help="PEM private key of --tls-cert.")
 @click.option("--workers", default=1, show_default=True, type=int,
               help="Proxy processes sharing the port (SO_REUSEPORT); above 1 needs a "
                    "sqlite: or redis:// store, and each worker writes audit.wN.jsonl.")
@@ -105,14 +111,15 @@ def serve(policy_ref: str, upstream: str, upstream_key_env: str | None, keys_pat
           semantic_model: str | None, external_url: str | None, external_model: str | None,
           external_key_env: str | None, probe: str | None, require_all: bool,
           max_body_bytes: int, public_metrics: bool, events_path: str | None,
-          events_window: float, guard_id: str | None, workers: int) -> None:
+          events_window: float, guard_id: str | None, tls_cert: str | None,
+          tls_key: str | None, workers: int) -> None:
     """Serve the guard in front of UPSTREAM on /v1/chat/completions.
 
     With --workers N, N processes serve one port; if one exits the others are stopped and
     the command exits 6. SIGTERM or Ctrl-C stops them all (exit 0); SIGHUP reloads --keys."""
     from redline.guard.engine import Guard
     from redline.guard.proxy import ProxyConfig
-    from redline.guard.serve import ServeSpec
+    from redline.guard.serve import ServeSpec, tls_context
     from redline.guard.serve import serve as serve_one
     from redline.guard.workers import check_workers, run_workers
     from redline.policy.load import load_policy
@@ -142,14 +149,20 @@ def serve(policy_ref: str, upstream: str, upstream_key_env: str | None, keys_pat
         events_path=events_path,
         events_window=events_window,
         guard_id=guard_id,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
     )
     check_workers(spec, workers)
+    tls_context(spec)
+    if spec.tls_cert is None and host not in LOOPBACK_HOSTS:
+        click.echo(f"warning: serving plain HTTP on {host}: client keys cross the network in "
+                   "clear; use --tls-cert/--tls-key or a TLS-terminating proxy", err=True)
 
     def ready(bound: tuple[str, int], g: Guard) -> None:
         inactive = (f", {len(g.status.inactive)} inactive: " + ", ".join(sorted(g.status.inactive))
                     if g.status.inactive else "")
         processes = f", {workers} workers" if workers > 1 else ""
-        click.echo(f"guard for policy {policy.id} on http://{bound[0]}:{bound[1]}/v1 "
+        click.echo(f"guard for policy {policy.id} on {spec.scheme}://{bound[0]}:{bound[1]}/v1 "
                    f"-> {upstream}  ({len(g.status.armed)} tripwires armed{inactive}{processes})",
                    err=True)
 

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -44,6 +45,32 @@ class ServeSpec:
     events_window: float = 60.0
     #: Deployment id in event summaries (see ``guard_id``).
     guard_id: str | None = None
+    #: PEM certificate chain and private key: serve HTTPS (clients send their keys over it).
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert else "http"
+
+
+def tls_context(spec: ServeSpec) -> ssl.SSLContext | None:
+    """The server's TLS context (TLS 1.2 or newer), or None for plain HTTP; a certificate
+    or key that cannot be loaded is an ``InputError`` naming it."""
+    if spec.tls_cert is None and spec.tls_key is None:
+        return None
+    if spec.tls_cert is None or spec.tls_key is None:
+        raise InputError("--tls-cert and --tls-key go together")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(spec.tls_cert, spec.tls_key)
+    except FileNotFoundError as exc:
+        raise InputError("no such file", file=exc.filename or spec.tls_cert) from None
+    except (ssl.SSLError, OSError) as exc:
+        raise InputError(f"cannot load the TLS certificate and key ({exc})",
+                         file=spec.tls_cert) from None
+    return context
 
 
 def worker_audit_path(audit_path: str, worker: int) -> str:
@@ -130,7 +157,8 @@ async def serve(
 
     loop.add_signal_handler(signal.SIGHUP, reload_keys)
     try:
-        site = web.TCPSite(runner, spec.host, spec.port, reuse_port=reuse_port or None)
+        site = web.TCPSite(runner, spec.host, spec.port, reuse_port=reuse_port or None,
+                           ssl_context=tls_context(spec))
         await site.start()
         bound = runner.addresses[0] if runner.addresses else (spec.host, spec.port)
         if g.events is not None:
