@@ -37,7 +37,7 @@ import uvicorn
 
 from redline.observatory import Settings, create_app
 from redline.observatory.bootstrap import add_member, create_org
-from redline.observatory.webhooks import sign
+from redline.webhooks import sign
 
 SECRET = "bench-secret-0123456789"
 PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"

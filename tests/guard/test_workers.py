@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -340,3 +341,60 @@ def test_tls_serves_https_only_and_refuses_a_bad_key(tmp_path: Path) -> None:
                             "0.0.0.0", "--port", "0", "--tls-cert", str(cert)],
                            capture_output=True, text=True, timeout=120)
     assert plain.returncode == 2 and "--tls-cert and --tls-key go together" in plain.stderr
+
+
+def _edit_config(messages: list[dict[str, Any]]) -> Any:
+    if "config" in messages[-1]["content"]:
+        return {"content": "", "tool_calls": [{"id": "c1", "name": "write_file",
+                                               "arguments": {"path": "agent.yaml"}}]}
+    return "fine"
+
+
+def test_a_held_item_is_announced_to_the_review_webhook(tmp_path: Path) -> None:
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from redline.webhooks import EVENT_HEADER, SIGNATURE_HEADER, verify_signature
+
+    calls: list[tuple[dict[str, str], bytes]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            calls.append((dict(self.headers),
+                          self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    secret = "review-hook-secret-0123456789"
+    receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    hook = f"http://127.0.0.1:{receiver.server_address[1]}/held"
+    keys = tmp_path / "keys.yaml"
+    client = _key(keys, "alice")
+    os.environ["TEST_REVIEW_SECRET"] = secret
+    try:
+        with ScriptedServer(Script(reply=_edit_config)) as up, \
+                _serve(tmp_path, up.url, keys, "--review-webhook", hook,
+                       "--review-webhook-secret-env", "TEST_REVIEW_SECRET") as g:
+            status, held = _chat(g.url, client, "please update your config")
+            assert status == 202
+            assert _until(lambda: bool(calls), 20), g.log.read_text()
+        headers, body = calls[0]
+        assert verify_signature(secret, body, headers[SIGNATURE_HEADER])
+        assert headers[EVENT_HEADER] == "review.held"
+        sent = json.loads(body)
+        assert sent["review"]["id"] == held["id"] == sent["result_url"].split("/")[3]
+        assert sent["review"]["principal"] == "alice" and sent["review"]["status"] == "pending"
+        assert "payload" not in sent["review"]  # the held reply stays in the guard
+    finally:
+        del os.environ["TEST_REVIEW_SECRET"]
+        receiver.shutdown()
+        receiver.server_close()
+    unsigned = subprocess.run([*REDLINE, "guard", "serve", "--policy", str(POLICY),
+                               "--upstream", "http://127.0.0.1:9/v1", "--keys", str(keys),
+                               "--store", "memory:", "--audit", str(tmp_path / "x.jsonl"),
+                               "--review-webhook", hook], capture_output=True, text=True,
+                              timeout=120)
+    assert unsigned.returncode == 2 and "signed" in unsigned.stderr

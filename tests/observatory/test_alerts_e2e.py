@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from redline.observatory.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, verify_signature
+from redline.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, verify_signature
 from tests.observatory.conftest import Member, Observatory, serve
 from tests.observatory.guardfeed import push, summaries_from_decisions, summaries_from_guard
 

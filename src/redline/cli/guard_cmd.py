@@ -67,6 +67,24 @@ def _options(semantic_model: str | None, external_url: str | None, external_mode
     return options
 
 
+def _webhook_secret(url: str | None, env: str | None) -> str | None:
+    from redline.guard.review_notify import MIN_SECRET_CHARS
+
+    if url is None:
+        if env is not None:
+            raise InputError("--review-webhook-secret-env needs --review-webhook")
+        return None
+    if not url.startswith(("http://", "https://")):
+        raise InputError("must be an http:// or https:// URL", field="--review-webhook")
+    secret = os.environ.get(env or "")
+    if not env or not secret:
+        raise InputError("--review-webhook needs --review-webhook-secret-env naming a set "
+                         "variable (calls are signed)")
+    if len(secret) < MIN_SECRET_CHARS:
+        raise InputError(f"${env} is shorter than {MIN_SECRET_CHARS} characters")
+    return secret
+
+
 @guard.command("serve")
 @click.option("--policy", "policy_ref", required=True, help="Built-in policy name or YAML path.")
 @click.option("--upstream", required=True, help="Upstream base URL, e.g. http://HOST:PORT/v1.")
@@ -99,6 +117,10 @@ def _options(semantic_model: str | None, external_url: str | None, external_mode
               help="Seconds per event summary window.")
 @click.option("--guard-id", default=None, help="Deployment id in event summaries "
               "[default: POLICY@HOST:PORT; workers append /wN].")
+@click.option("--review-webhook", default=None, metavar="URL",
+              help="POST a signed review.held event here for each held item.")
+@click.option("--review-webhook-secret-env", default=None, metavar="VAR",
+              help="Environment variable with the HMAC secret for --review-webhook.")
 @click.option("--tls-cert", default=None, type=click.Path(dir_okay=False),
               help="PEM certificate chain: serve HTTPS (with --tls-key).")
 @click.option("--tls-key", default=None, type=click.Path(dir_okay=False),
@@ -111,7 +133,8 @@ def serve(policy_ref: str, upstream: str, upstream_key_env: str | None, keys_pat
           semantic_model: str | None, external_url: str | None, external_model: str | None,
           external_key_env: str | None, probe: str | None, require_all: bool,
           max_body_bytes: int, public_metrics: bool, events_path: str | None,
-          events_window: float, guard_id: str | None, tls_cert: str | None,
+          events_window: float, guard_id: str | None, review_webhook: str | None,
+          review_webhook_secret_env: str | None, tls_cert: str | None,
           tls_key: str | None, workers: int) -> None:
     """Serve the guard in front of UPSTREAM on /v1/chat/completions.
 
@@ -149,6 +172,8 @@ def serve(policy_ref: str, upstream: str, upstream_key_env: str | None, keys_pat
         events_path=events_path,
         events_window=events_window,
         guard_id=guard_id,
+        review_webhook=review_webhook,
+        review_webhook_secret=_webhook_secret(review_webhook, review_webhook_secret_env),
         tls_cert=tls_cert,
         tls_key=tls_key,
     )

@@ -66,6 +66,8 @@ class ReviewQueue:
         self.store = store
         self.settings = settings
         self.clock = clock
+        #: Called with each newly held item (e.g. ``ReviewNotifier.held``); must not block.
+        self.on_submit: Callable[[ReviewItem], None] | None = None
 
     async def submit(
         self,
@@ -101,6 +103,8 @@ class ReviewQueue:
             payload=payload,
         )
         await self.store.add_review(item)
+        if self.on_submit is not None:
+            self.on_submit(item)
         return item
 
     async def _expire(self, item: ReviewItem, now: float) -> ReviewItem:

@@ -45,6 +45,9 @@ class ServeSpec:
     events_window: float = 60.0
     #: Deployment id in event summaries (see ``guard_id``).
     guard_id: str | None = None
+    #: Where to tell reviewers about each held item (``review_notify``), and its secret.
+    review_webhook: str | None = None
+    review_webhook_secret: str | None = None
     #: PEM certificate chain and private key: serve HTTPS (clients send their keys over it).
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -110,6 +113,7 @@ async def serve(
     from redline.guard.auth import KeyRing
     from redline.guard.events import EventAggregator, write_periodically
     from redline.guard.proxy import STATE, check_keys, create_guard_app, open_streams
+    from redline.guard.review_notify import ReviewNotifier
     from redline.policy.load import load_policy
 
     policy = load_policy(spec.policy_ref)
@@ -121,6 +125,10 @@ async def serve(
         g.events = EventAggregator(guard_id(spec, policy.id, spec.port), policy.id,
                                    policy.digest(), window_s=spec.events_window)
         tasks.append(asyncio.create_task(write_periodically(g.events, Path(spec.events_path))))
+    notifier = None
+    if spec.review_webhook and spec.review_webhook_secret:
+        notifier = ReviewNotifier(spec.review_webhook, spec.review_webhook_secret)
+        g.reviews.on_submit = notifier.held
     app = create_guard_app(g, keys, spec.config)
     state = app[STATE]
     own_metrics = spec.config.metrics_file()
@@ -174,4 +182,6 @@ async def serve(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if notifier is not None:
+            await notifier.aclose()
         await runner.cleanup()

@@ -20,7 +20,7 @@ from redline.observatory.notify import record_outcome
 from redline.observatory.problems import Rejected
 from redline.observatory.settings import Settings
 from redline.observatory.textguard import clean_text
-from redline.observatory.webhooks import Delivery, Outcome, RetryPolicy
+from redline.webhooks import Delivery, Outcome, RetryPolicy
 
 STATIC = Path(__file__).parent / "static"
 

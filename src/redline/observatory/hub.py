@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 
-from redline.observatory.webhooks import Delivery, Outcome, RetryPolicy, deliver
+from redline.webhooks import Delivery, Outcome, RetryPolicy, deliver
 
 #: Alerts buffered per live subscriber before it starts missing them.
 QUEUE_SIZE = 256

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from redline.observatory.auth import Principal
 from redline.observatory.schemas import AlertOut
 from redline.observatory.tables import Alert, Webhook, WebhookDelivery, now
-from redline.observatory.webhooks import Delivery, Outcome
+from redline.webhooks import Delivery, Outcome
 
 ALERT_EVENT = "alert"
 

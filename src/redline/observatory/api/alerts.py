@@ -19,7 +19,7 @@ from redline.observatory.problems import Rejected, not_found
 from redline.observatory.schemas import AlertOut, DeliveryOut, WebhookCreate, WebhookOut
 from redline.observatory.tables import Alert, Webhook, WebhookDelivery, now
 from redline.observatory.visibility import can_read_alert
-from redline.observatory.webhooks import Delivery
+from redline.webhooks import Delivery
 
 router = APIRouter(prefix="/api", tags=["alerts"])
 Member = Annotated[Principal, Depends(require("member"))]

@@ -28,7 +28,7 @@ from redline.observatory.schemas import (
 )
 from redline.observatory.tables import Attestation, Disclosure, EventSummary
 from redline.observatory.visibility import can_read_attestation
-from redline.observatory.webhooks import Delivery
+from redline.webhooks import Delivery
 
 router = APIRouter(prefix="/api", tags=["ingest"])
 Member = Annotated[Principal, Depends(require("member"))]

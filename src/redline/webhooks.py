@@ -1,6 +1,6 @@
 """Webhook calls: HMAC-SHA256 signed with a timestamp, retried with exponential backoff.
-Each call's outcome is kept (``WebhookDelivery``), so a call whose retries ran out is listed
-and can be sent again (``POST /api/webhooks/deliveries/ID/redeliver``).
+The observatory sends alerts with them (and keeps each call's outcome, so a missed one can be
+sent again); the guard tells reviewers what it held.
 
 The header is ``X-Redline-Signature: t=<unix seconds>,v1=<hex>`` where the hex is
 HMAC-SHA256(secret, ``"<t>." + body``). Signing the timestamp lets a receiver refuse old
