@@ -15,6 +15,7 @@ import hmac
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,3 +101,46 @@ async def deliver(http: aiohttp.ClientSession, d: Delivery, policy: RetryPolicy)
         if attempt < policy.attempts:
             await asyncio.sleep(policy.backoff_s * 2 ** (attempt - 1))
     return Outcome(attempts=policy.attempts, delivered=False, error=error)
+
+
+#: Records a finished call (blocking: run in a worker thread).
+Record = Callable[[Delivery, Outcome], None]
+
+
+class Dispatcher:
+    """Webhook calls in the background, so the code that raises an event never waits: one
+    task per call on one HTTP session, retried by ``policy``; ``record`` keeps each outcome."""
+
+    def __init__(self, policy: RetryPolicy, record: Record | None = None) -> None:
+        self.policy = policy
+        self.record = record
+        self._tasks: set[asyncio.Task[Outcome]] = set()
+        self._http: aiohttp.ClientSession | None = None
+
+    def send(self, d: Delivery) -> None:
+        task = asyncio.get_running_loop().create_task(self._deliver(d))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, d: Delivery) -> Outcome:
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+        outcome = await deliver(self._http, d, self.policy)
+        if self.record is not None:
+            await asyncio.to_thread(self.record, d, outcome)
+        return outcome
+
+    async def drain(self) -> None:
+        """Wait for the calls in flight (tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def close(self, grace_s: float = 0.0) -> None:
+        """Give the calls in flight ``grace_s`` to finish, cancel the rest, end the session."""
+        if self._tasks and grace_s > 0:
+            await asyncio.wait(list(self._tasks), timeout=grace_s)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self._http is not None:
+            await self._http.close()

@@ -8,13 +8,8 @@ observatory's alerts (``redline.webhooks``): a receiver checks ``X-Redline-Signa
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
-import aiohttp
-
 from redline.guard.store.base import ReviewItem
-from redline.webhooks import Delivery, Outcome, RetryPolicy, deliver
+from redline.webhooks import Delivery, Dispatcher, RetryPolicy
 
 REVIEW_HELD_EVENT = "review.held"
 #: Retries for a reviewer's endpoint: about 15 s of backoff in all, well inside a review's TTL.
@@ -25,9 +20,8 @@ MIN_SECRET_CHARS = 16
 
 class ReviewNotifier:
     def __init__(self, url: str, secret: str, policy: RetryPolicy = RETRY) -> None:
-        self.url, self.secret, self.policy = url, secret, policy
-        self._http: aiohttp.ClientSession | None = None
-        self._tasks: set[asyncio.Task[Outcome]] = set()
+        self.url, self.secret = url, secret
+        self.calls = Dispatcher(policy)
 
     def held(self, item: ReviewItem) -> None:
         """Start the call for a newly held item (the check that held it does not wait)."""
@@ -36,24 +30,9 @@ class ReviewNotifier:
             "review": item.model_dump(mode="json", exclude={"payload"}),
             "result_url": f"/v1/reviews/{item.id}/result",
         }
-        call = Delivery(url=self.url, secret=self.secret, event=REVIEW_HELD_EVENT,
-                        delivery_id=f"review-{item.id}", payload=payload)
-        task = asyncio.get_running_loop().create_task(self._send(call))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _send(self, call: Delivery) -> Outcome:
-        if self._http is None:
-            self._http = aiohttp.ClientSession()
-        return await deliver(self._http, call, self.policy)
+        self.calls.send(Delivery(url=self.url, secret=self.secret, event=REVIEW_HELD_EVENT,
+                                 delivery_id=f"review-{item.id}", payload=payload))
 
     async def aclose(self) -> None:
-        """Give calls in flight a moment to finish, then stop."""
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=self.policy.timeout_s)
-        for task in list(self._tasks):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._http is not None:
-            await self._http.close()
+        """Give calls in flight one attempt's timeout to finish, then stop."""
+        await self.calls.close(grace_s=self.calls.policy.timeout_s)

@@ -12,9 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-
-from redline.webhooks import Delivery, Outcome, RetryPolicy, deliver
+from redline.webhooks import Delivery, Dispatcher, Record, RetryPolicy
 
 #: Alerts buffered per live subscriber before it starts missing them.
 QUEUE_SIZE = 256
@@ -27,17 +25,11 @@ class Subscriber:
         default_factory=lambda: asyncio.Queue(maxsize=QUEUE_SIZE))
 
 
-#: Records a finished webhook call (blocking: run in a worker thread).
-Record = Callable[[Delivery, Outcome], None]
-
-
 class Hub:
     def __init__(self, policy: RetryPolicy, record: Record | None = None) -> None:
-        self.policy = policy
-        self.record = record
+        #: The webhook calls; ``record`` keeps each outcome.
+        self.calls = Dispatcher(policy, record)
         self._subscribers: set[Subscriber] = set()
-        self._tasks: set[asyncio.Task[Outcome]] = set()
-        self._http: aiohttp.ClientSession | None = None
 
     def publish(self, alert: dict[str, Any] | None, deliveries: list[Delivery]) -> None:
         """Hand an alert to the subscribers that may see it and start its webhook calls
@@ -48,17 +40,7 @@ class Hub:
                     with contextlib.suppress(asyncio.QueueFull):
                         sub.queue.put_nowait(alert)
         for d in deliveries:
-            task = asyncio.get_running_loop().create_task(self._deliver(d))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _deliver(self, d: Delivery) -> Outcome:
-        if self._http is None:
-            self._http = aiohttp.ClientSession()
-        outcome = await deliver(self._http, d, self.policy)
-        if self.record is not None:
-            await asyncio.to_thread(self.record, d, outcome)
-        return outcome
+            self.calls.send(d)
 
     @contextlib.asynccontextmanager
     async def subscribe(
@@ -73,12 +55,7 @@ class Hub:
 
     async def drain(self) -> None:
         """Wait for the webhook calls in flight (tests and shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.calls.drain()
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        if self._http is not None:
-            await self._http.close()
+        await self.calls.close()

@@ -166,7 +166,7 @@ async def redeliver(delivery_id: Annotated[str, Path(max_length=120)], request: 
     """Send a failed delivery again (same id and payload, a fresh signature) with the full
     retry policy. A delivery still pending long after its retries would have ended (its
     process stopped) counts as failed. 409 otherwise, or if the webhook is disabled."""
-    database, longest_s = db(request), hub(request).policy.longest_s()
+    database, longest_s = db(request), hub(request).calls.policy.longest_s()
 
     def work() -> tuple[DeliveryOut, Delivery]:
         with database.session() as s:
